@@ -1,0 +1,192 @@
+// Benchmark: messages per second and latency through the filter, against a bare relay ceiling.
+// Both relay to the same sink (Postfix's smtp-sink when installed, else a Node null sink), at
+// concurrency 1, 10 and 50, in one run; then the filter's peak RSS for a 25 MiB message.
+// Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--only plain|calendar]
+// Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
+};
+const MESSAGES = Number(opt('messages', '3000'));
+const ONLY = opt('only', '');
+const EXTRA = opt('filter-args', '').split(' ').filter(Boolean);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+async function waitPort(port: number, ms = 10000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false });
+      c.once('error', () => resolve(false));
+      c.connect(() => { c.quit(); resolve(true); });
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`port ${port} did not open`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function start(cmd: string, argv: string[]): ChildProcess {
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+const children = new Set<ChildProcess>();
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+async function startSink(): Promise<{ port: number; child: ChildProcess; kind: string }> {
+  const port = await freePort();
+  const useSmtpSink = existsSync('/usr/sbin/smtp-sink');
+  const child = useSmtpSink
+    ? start('/usr/sbin/smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '1024'])
+    : start(process.execPath, ['--import', 'tsx', 'bench/null-sink.ts', String(port)]);
+  await waitPort(port);
+  return { port, child, kind: useSmtpSink ? 'smtp-sink' : 'node null sink' };
+}
+
+interface Figures { rate: number; p50: number; p99: number; failed: number }
+
+async function load(port: number, raw: Buffer, total: number, concurrency: number): Promise<Figures> {
+  const lat: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    let conn: SMTPConnection | null = null;
+    while (next < total) {
+      next++;
+      if (!conn) {
+        conn = await new Promise<SMTPConnection>((resolve, reject) => {
+          const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false, socketTimeout: 600000 });
+          c.once('error', reject);
+          c.connect(() => resolve(c));
+        });
+      }
+      const t0 = process.hrtime.bigint();
+      const ok = await new Promise<boolean>((resolve) => {
+        conn!.send({ from: 'alice@example.org', to: ['bob@example.org'] }, raw, (err) => resolve(!err));
+      });
+      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!ok) {
+        failed++;
+        conn.close();
+        conn = null;
+      }
+    }
+    conn?.quit();
+  };
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const secs = (Date.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+  return { rate: total / secs, p50: q(0.5), p99: q(0.99), failed };
+}
+
+function plainMessage(): Buffer {
+  const line = 'The quarterly numbers are attached; nothing here is calendar-related at all.\r\n';
+  return Buffer.from(
+    'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Numbers\r\n' +
+      'Message-ID: <bench-plain@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n' +
+      line.repeat(Math.ceil(12000 / line.length)),
+  );
+}
+
+function calendarMessage(): Buffer | null {
+  const path = join(ROOT, 'fixtures/mail/exchange-online.eml');
+  return existsSync(path) ? readFileSync(path) : null;
+}
+
+async function measure(label: string, startRelay: (port: number, hop: number) => ChildProcess, sinkPort: number, raw: Buffer) {
+  const port = await freePort();
+  const child = startRelay(port, sinkPort);
+  await waitPort(port);
+  await load(port, raw, 300, 10); // warm-up
+  const out: Record<number, Figures> = {};
+  for (const c of [1, 10, 50]) out[c] = await load(port, raw, c === 1 ? Math.ceil(MESSAGES / 3) : MESSAGES, c);
+  await stop(child);
+  return { label, out, pid: child.pid };
+}
+
+const bare = (port: number, hop: number) => start(process.execPath, ['--import', 'tsx', 'bench/bare-relay.ts', String(port), `127.0.0.1:${hop}`]);
+const filter = (port: number, hop: number) =>
+  start(process.execPath, ['dist/bin/calendar-link-filter.js', 'serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${hop}`, '--web-server', 'cal.example.org', '--log-level', 'warn', ...EXTRA]);
+
+function row(name: string, f: Figures, base?: Figures): string {
+  const ratio = base ? `  ratio ${(f.rate / base.rate).toFixed(2)}` : '';
+  return `  ${name.padEnd(34)} ${f.rate.toFixed(0).padStart(6)} msg/s  p50 ${f.p50.toFixed(2).padStart(6)} ms  p99 ${f.p99.toFixed(2).padStart(6)} ms${f.failed ? `  FAILED ${f.failed}` : ''}${ratio}`;
+}
+
+async function rss(hopPort: number): Promise<void> {
+  const port = await freePort();
+  const child = filter(port, hopPort);
+  await waitPort(port);
+  await load(port, plainMessage(), 50, 1);
+  const status = () => readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status())?.[1] ?? NaN);
+  const idle = kb('VmRSS');
+  const big = Buffer.concat([
+    Buffer.from('From: a@example.org\r\nTo: b@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream; name="x.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'),
+    Buffer.from(Buffer.alloc(19 * 1024 * 1024, 7).toString('base64').replace(/.{76}/g, '$&\r\n')),
+    Buffer.from('\r\n--b--\r\n'),
+  ]);
+  const f = await load(port, big, 1, 1);
+  const peak = kb('VmHWM');
+  console.log(`\npeak RSS, ${(big.length / 1048576).toFixed(1)} MiB message: idle ${(idle / 1024).toFixed(1)} MiB, peak ${(peak / 1024).toFixed(1)} MiB, ` +
+    `peak above idle ${((peak - idle) / 1024).toFixed(1)} MiB (target < 100 MiB)${f.failed ? ' FAILED' : ''}`);
+  await stop(child);
+}
+
+async function main() {
+  if (!existsSync(join(ROOT, 'dist/bin/calendar-link-filter.js'))) throw new Error('run `npm run build` first');
+  const sink = await startSink();
+  console.log(`sink: ${sink.kind}; ${MESSAGES} messages per run (${Math.ceil(MESSAGES / 3)} at concurrency 1)`);
+  const cases: Array<[string, Buffer]> = [['plain 12 KB (classification only)', plainMessage()]];
+  const cal = calendarMessage();
+  if (cal) cases.push([`calendar ${(cal.length / 1024).toFixed(0)} KB (rewrite path)`, cal]);
+  for (const [name, raw] of cases) {
+    if (ONLY && !name.startsWith(ONLY)) continue;
+    const ceil = await measure('bare relay (ceiling)', bare, sink.port, raw);
+    const ours = await measure('calendar-link-filter', filter, sink.port, raw);
+    console.log(`\n${name}`);
+    for (const c of [1, 10, 50]) {
+      console.log(` concurrency ${c}`);
+      console.log(row(ceil.label, ceil.out[c]!));
+      console.log(row(ours.label, ours.out[c]!, ceil.out[c]!));
+    }
+  }
+  if (!ONLY) await rss(sink.port);
+  await stop(sink.child);
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(1);
+});

@@ -1,0 +1,179 @@
+// Hook footer-render (message:footer): says what the message is and gives the recipient's link.
+// In: the classification, its calendar facts and one resolved link; templates footer_text_template and
+// footer_html_template (empty = built-in) with {description} {summary} {start} {zone} {url} {kind}.
+// Out: a Footer of Unicode strings (text with CRLF line ends; HTML with every value escaped).
+// Fails: a template with an unknown placeholder throws at init (start-up stops, naming it); a link that
+// is not an http(s) URL throws per message, which the pipeline turns into "no footer".
+
+import type { App, FooterInput, HookModule } from '../lib/hooks.js';
+import type { CalendarTime, Footer } from '../lib/types.js';
+
+export const FOOTER_PLACEHOLDERS = ['description', 'summary', 'start', 'zone', 'url', 'kind'] as const;
+type FooterPlaceholder = (typeof FOOTER_PLACEHOLDERS)[number];
+
+/** Summaries are the organiser's free text; a footer line stays short. */
+export const MAX_SUMMARY_CHARS = 200;
+const MAX_ZONE_CHARS = 64;
+
+// "-- " is the RFC 3676 signature separator: mutt, Thunderbird and others leave what follows out of
+// quoted replies, so footers do not pile up in a thread.
+export const DEFAULT_TEXT_TEMPLATE = '\n-- \n{description}\nView it and your calendar on the web: {url}\n';
+export const DEFAULT_HTML_TEMPLATE =
+  '<div data-calendar-link-footer="1" style="margin-top:1em;border-top:1px solid #ccc;padding-top:.5em;font-family:sans-serif;font-size:small;color:#555">' +
+  '{description}<br><a href="{url}">View it and your calendar on the web</a></div>';
+
+const PLACEHOLDER_RE = /\{([^{}]*)\}/g;
+// C0/C1 controls, DEL, line/paragraph separators and bidi overrides/isolates (a summary must not be
+// able to start a new line or make the footer read backwards).
+const UNSAFE_CHARS_RE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** Error text for a footer template, or null when it is usable. */
+export function checkFooterTemplate(template: string, format: 'text' | 'html'): string | null {
+  const names = [...template.matchAll(PLACEHOLDER_RE)].map((m) => m[1] as string);
+  const unknown = [...new Set(names.filter((n) => !(FOOTER_PLACEHOLDERS as readonly string[]).includes(n)))];
+  if (unknown.length > 0) {
+    return `unknown placeholder${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `{${n}}`).join(', ')} (known: ${FOOTER_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`;
+  }
+  if (!names.includes('url')) return 'the template has no {url}, so the footer would carry no link';
+  // Escaping protects quoted attribute values only; in href={url} a value could add attributes.
+  if (format === 'html' && /=\s*\{[^{}]*\}/.test(template)) return 'a placeholder stands in an unquoted attribute value; quote it ("{url}")';
+  return null;
+}
+
+/** Strip controls (CR/LF included) and bidi tricks, collapse runs of spaces, cap the length. */
+export function cleanValue(s: string | null | undefined, max = MAX_SUMMARY_CHARS): string {
+  if (typeof s !== 'string') return '';
+  const flat = s.replace(LONE_SURROGATE_RE, '\ufffd').replace(UNSAFE_CHARS_RE, ' ').replace(/\s+/g, ' ').trim();
+  const chars = Array.from(flat); // by code point, so a cut never splits a surrogate pair
+  return chars.length > max ? `${chars.slice(0, max - 1).join('').trimEnd()}…` : flat;
+}
+
+/**
+ * A CalendarTime as people read it, from its `local` text only (never the host's zone):
+ * "Tue 1 Dec 2026 10:00" with zone "Europe/Berlin"; all-day → date, no zone; floating → no zone.
+ */
+export function formatTime(t: CalendarTime | null | undefined): { start: string; zone: string } {
+  if (!t || typeof t.local !== 'string') return { start: '', zone: '' };
+  const m = /^(\d{4})-?(\d{2})-?(\d{2})(?:[T ](\d{2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(Z)?)?$/i.exec(t.local.trim());
+  if (!m) return { start: '', zone: '' };
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(Date.UTC(y, mo - 1, d));
+  if (date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) return { start: '', zone: '' }; // e.g. 2026-02-30
+  const day = `${WEEKDAYS[date.getUTCDay()]} ${d} ${MONTHS[mo - 1]} ${y}`;
+  if (t.allDay || m[4] === undefined) return { start: day, zone: '' };
+  const zone = m[7] ? 'UTC' : cleanValue(t.tzid, MAX_ZONE_CHARS);
+  return { start: `${day} ${m[4]}:${m[5]}`, zone };
+}
+
+const TASK_CLASS_RE = /^IPM\.TaskRequest/i;
+
+/** The label ({kind}): what the recipient is looking at, from the method, else the TNEF class. */
+export function describeKind(input: Pick<FooterInput, 'classification' | 'calendar'>): string {
+  const c = input.classification;
+  const cls = c.tnefClass ?? '';
+  const task = TASK_CLASS_RE.test(cls) || input.calendar?.component === 'VTODO';
+  const noun = task ? 'Task' : 'Meeting';
+  if (TASK_CLASS_RE.test(cls)) {
+    if (/\.Accept/i.test(cls)) return 'Task accepted';
+    if (/\.Decline/i.test(cls)) return 'Task declined';
+    if (/\.Update/i.test(cls)) return 'Task update';
+    return 'Task request';
+  }
+  if (c.kind === 'custom-form') return 'Form';
+  const method = (c.method ?? input.calendar?.method ?? '').toUpperCase();
+  switch (method) {
+    case 'REQUEST': return `${noun} request`;
+    case 'CANCEL': return task ? 'Task cancelled' : 'Meeting cancelled';
+    case 'ADD': return `${noun} update`;
+    case 'COUNTER': return 'Counter-proposal';
+    case 'DECLINECOUNTER': return 'Counter-proposal declined';
+    case 'REPLY': return `${noun} response`;
+    case 'PUBLISH': return 'Calendar event';
+    case 'REFRESH': return 'Request for an update';
+  }
+  // TNEF without a method: the class tells (modern names; the classifier maps the legacy ones).
+  if (/^IPM\.Schedule\.Meeting\.Request/i.test(cls)) return 'Meeting request';
+  if (/^IPM\.Schedule\.Meeting\.Canceled/i.test(cls)) return 'Meeting cancelled';
+  if (/^IPM\.Schedule\.Meeting\.Resp/i.test(cls)) return 'Meeting response';
+  if (/^IPM\.Appointment/i.test(cls)) return 'Appointment';
+  return 'Calendar message';
+}
+
+/** The link must reach the footer as an absolute ASCII http(s) URL, whatever produced it. */
+function cleanUrl(url: string): string {
+  const stripped = String(url ?? '').replace(/[\s\x00-\x1f\x7f-\x9f]/g, '');
+  let u: URL;
+  try {
+    u = new URL(stripped);
+  } catch {
+    throw new Error('footer: the link is not an absolute URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`footer: the link's scheme "${u.protocol}" is not http or https`);
+  // WHATWG serialisation percent-encodes non-ASCII path/query and punycodes the host.
+  const ascii = /[^\x21-\x7e]/.test(stripped) ? u.href : stripped;
+  if (/[^\x21-\x7e]/.test(ascii)) throw new Error('footer: the link is not ASCII');
+  return ascii;
+}
+
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/**
+ * Escape for HTML text and quoted attributes. Non-ASCII becomes a numeric reference: lossless in any
+ * body charset, so a Japanese summary in an iso-8859-1 HTML part still shows right (not a transliteration).
+ */
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch] as string).replace(/[^\x00-\x7f]/gu, (ch) => `&#x${(ch.codePointAt(0) as number).toString(16)};`);
+}
+
+function fill(template: string, values: Record<FooterPlaceholder, string>, escape: (s: string) => string): string {
+  return template.replace(PLACEHOLDER_RE, (all, name: string) =>
+    (FOOTER_PLACEHOLDERS as readonly string[]).includes(name) ? escape(values[name as FooterPlaceholder]) : all);
+}
+
+/** Pure: one footer for one link. Templates must have passed checkFooterTemplate (checked again here). */
+export function renderFooter(input: FooterInput, templates: { text?: string; html?: string } = {}): Footer {
+  const text = templates.text || DEFAULT_TEXT_TEMPLATE;
+  const html = templates.html || DEFAULT_HTML_TEMPLATE;
+  for (const [t, format] of [[text, 'text'], [html, 'html']] as const) {
+    const bad = checkFooterTemplate(t, format);
+    if (bad) throw new Error(`footer_${format}_template: ${bad}`);
+  }
+  const url = cleanUrl(input.link.url);
+  const kind = describeKind(input);
+  const summary = cleanValue(input.calendar?.summary);
+  const { start, zone } = formatTime(input.calendar?.start);
+  const when = start && zone ? `${start} (${zone})` : start;
+  // A form has no calendar facts; its class name ("IPM.Note.Expense") is the best description we have.
+  const what = summary || (kind === 'Form' ? cleanValue(input.classification.tnefClass, MAX_ZONE_CHARS) : '');
+  const details = [what, when].filter((s) => s !== '').join(', ');
+  const values = { description: details ? `${kind}: ${details}` : kind, summary, start, zone, url, kind };
+  return {
+    // MIME's canonical line end; template newlines (from YAML/JSON) are normalised too.
+    text: fill(text, values, (s) => s).replace(/\r\n|\r|\n/g, '\r\n'),
+    html: fill(html, values, escapeHtml),
+  };
+}
+
+function configTemplate(app: App, key: 'footer_text_template' | 'footer_html_template'): string {
+  const v = app.config[key];
+  if (v === undefined || v === null || v === '') return '';
+  if (typeof v !== 'string') throw new Error(`${key}: expected a string`);
+  return v;
+}
+
+const footerRender: HookModule = {
+  name: 'footer-render',
+  init(app: App): void {
+    const templates = { text: configTemplate(app, 'footer_text_template'), html: configTemplate(app, 'footer_html_template') };
+    for (const [t, format] of [[templates.text, 'text'], [templates.html, 'html']] as const) {
+      const bad = t ? checkFooterTemplate(t, format) : null;
+      if (bad) throw new Error(`footer_${format}_template: ${bad}`);
+    }
+    app.hooks.on('message:footer', 'footer-render', (input) => renderFooter(input, templates));
+  },
+};
+
+export default footerRender;

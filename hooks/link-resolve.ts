@@ -1,0 +1,185 @@
+// Hook `link-resolve` on message:links: one LinkResolution per envelope recipient, in envelope order.
+// In: the classification (calendar facts for the link), the envelope, the Message-ID; overrides from the
+// store through the in-process cache. Order per recipient: recipient override → domain override → site
+// default (web_server + url_template). Out: a link, or url null with the reason in `source`.
+// Fails: never throws per message. Redis trouble → stale cache, else redis_fallback (source "fallback", or
+// "tempfail" for the pipeline to answer 451); a link that cannot be built → no footer, source "error".
+
+import type { App, HookModule, LinksInput } from '../lib/hooks.js';
+import type { Config } from '../lib/config.js';
+import type { LinkResolution } from '../lib/types.js';
+import { overrideSettings, type RedisFallback } from '../lib/override-config.js';
+import { normaliseDomain, recipientKeys, type KeyKind, type KeyOptions, type Override } from '../lib/override-model.js';
+import { openOverrideStore, type OverrideStore } from '../lib/override-store.js';
+import { OverrideCache, type CacheLookup } from '../lib/override-cache.js';
+import { buildLink, checkServer, checkTemplate } from '../lib/url-template.js';
+import { mintToken, parseSecret } from '../lib/token.js';
+
+/** What explain and the log show beyond LinkResolution: which key decided, and whether it was stale. */
+export interface LinkDecision extends LinkResolution {
+  /** The override key that decided ("user@dom" or "@dom"), or null (site default, external, fallback). */
+  key: string | null;
+  /** True when the override came from the cache because Redis did not answer. */
+  stale: boolean;
+  /** Why a link could not be built (source "error") or why Redis was not asked (fallback). */
+  detail?: string;
+}
+
+export interface ResolveSettings {
+  webServer: string;
+  urlTemplate: string;
+  /** Normalised; ".example.org" also matches every subdomain. Empty: every recipient is local. */
+  localDomains: string[];
+  externalRecipients: boolean;
+  keys: KeyOptions;
+  token: { key: Buffer; keyId: string; ttlSeconds: number } | null;
+}
+
+/** Settings from the config; throws (stopping the start) on a bad site template, server or secret. */
+export function resolveSettings(config: Readonly<Record<string, unknown>> | Config): ResolveSettings {
+  const o = overrideSettings(config);
+  const str = (k: string) => (typeof config[k] === 'string' ? (config[k] as string) : '');
+  const secret = str('link_secret');
+  const urlTemplate = str('url_template');
+  const webServer = str('web_server').trim();
+  const badTemplate = checkTemplate(urlTemplate, { token: secret !== '' });
+  if (badTemplate) throw new Error(`url_template: ${badTemplate}`);
+  const badServer = webServer ? checkServer(webServer) : null;
+  if (badServer) throw new Error(`web_server: ${badServer}`);
+  const domains = Array.isArray(config.local_domains) ? (config.local_domains as string[]) : [];
+  return {
+    webServer,
+    urlTemplate,
+    localDomains: domains.map((d) => {
+      const sub = d.trim().startsWith('.');
+      const n = normaliseDomain(d.trim().replace(/^\./, ''));
+      if (!n) throw new Error(`local_domains: "${d}" is not a domain name`);
+      return sub ? `.${n}` : n;
+    }),
+    externalRecipients: config.external_recipients === true,
+    keys: { localPartCase: o.localPartCase, recipientDelimiter: o.recipientDelimiter },
+    token: secret
+      ? { key: parseSecret(secret), keyId: str('link_key_id') || 'k1', ttlSeconds: (typeof config.link_ttl_days === 'number' ? config.link_ttl_days : 400) * 86400 }
+      : null,
+  };
+}
+
+function isLocal(domain: string | null, s: ResolveSettings): boolean {
+  if (s.localDomains.length === 0) return true;
+  if (domain === null) return false;
+  return s.localDomains.some((d) => (d.startsWith('.') ? domain.endsWith(d) : domain === d));
+}
+
+/** The link for one recipient from a server and template; never throws (a failure is source "error"). */
+function link(recipient: string, server: string, template: string, input: LinksInput, s: ResolveSettings): { url: string | null; detail?: string } {
+  const cal = input.classification.calendar;
+  try {
+    const token = s.token && template.includes('{token}')
+      ? mintToken({ key: s.token.key, keyId: s.token.keyId, recipient, uid: cal?.uid ?? null, recurrenceId: cal?.recurrenceId ?? null, messageId: input.messageId, ttlSeconds: s.token.ttlSeconds })
+      : null;
+    const url = buildLink(template, {
+      server, token, recipient, messageId: input.messageId,
+      uid: cal?.uid ?? null, recurrenceId: cal?.recurrenceId ?? null, sequence: cal?.sequence ?? null,
+      method: input.classification.method ?? cal?.method ?? null,
+    });
+    return { url };
+  } catch (err) {
+    return { url: null, detail: (err as Error).message };
+  }
+}
+
+/**
+ * Pure decision for one recipient, given what each lookup key answered (most specific first).
+ * Exported for tests and for `explain`.
+ */
+export function decideLink(
+  recipient: string,
+  answers: Array<{ key: string; kind: KeyKind; result: CacheLookup }>,
+  input: LinksInput,
+  s: ResolveSettings,
+): LinkDecision {
+  const rcpt = recipient.trim().replace(/^<(.*)>$/, '$1');
+  const site = (source: string, detail?: string): LinkDecision => {
+    // No site server and a template that needs one: the site default is "no footer".
+    if (!s.webServer && s.urlTemplate.includes('{server}')) return { recipient, url: null, source, server: null, key: null, stale: false, detail: detail ?? 'no web_server configured' };
+    const l = link(rcpt, s.webServer, s.urlTemplate, input, s);
+    return { recipient, url: l.url, source: l.url ? source : 'error', server: s.webServer || null, key: null, stale: false, detail: l.detail ?? detail };
+  };
+  const { domain } = recipientKeys(recipient, s.keys);
+  if (!s.externalRecipients && !isLocal(domain, s)) return { recipient, url: null, source: 'external', server: null, key: null, stale: false };
+  for (const { key, kind, result } of answers) {
+    if (!result.ok) return fallback(recipient, result.fallback, result.error, site);
+    if (!result.value) continue;
+    return fromOverride(recipient, rcpt, key, kind, result.value, result.stale, input, s);
+  }
+  return site('site');
+}
+
+function fallback(recipient: string, mode: RedisFallback, error: string, site: (source: string, detail?: string) => LinkDecision): LinkDecision {
+  const detail = `override store unavailable: ${error}`;
+  if (mode === 'site') return site('fallback', detail);
+  return { recipient, url: null, source: mode === 'tempfail' ? 'tempfail' : 'fallback', server: null, key: null, stale: false, detail };
+}
+
+function fromOverride(recipient: string, rcpt: string, key: string, kind: KeyKind, o: Override, stale: boolean, input: LinksInput, s: ResolveSettings): LinkDecision {
+  if (o.off) return { recipient, url: null, source: 'off', server: null, key, stale };
+  const server = o.server ?? s.webServer;
+  const l = link(rcpt, server, o.urlTemplate ?? s.urlTemplate, input, s);
+  return { recipient, url: l.url, source: l.url ? kind : 'error', server: server || null, key, stale, ...(l.detail ? { detail: l.detail } : {}) };
+}
+
+export type Lookup = (key: string) => Promise<CacheLookup>;
+
+/** Every recipient of a message, in envelope order; each distinct key is looked up once, all at once. */
+export async function resolveLinks(input: LinksInput, lookup: Lookup, s: ResolveSettings): Promise<LinkDecision[]> {
+  const plans = input.envelope.to.map((r) => {
+    const rk = recipientKeys(r.address, s.keys);
+    const asks = !s.externalRecipients && !isLocal(rk.domain, s) ? [] : rk.keys;
+    return { address: r.address, asks };
+  });
+  const distinct = [...new Set(plans.flatMap((p) => p.asks.map((k) => k.key)))];
+  const answers = new Map(await Promise.all(distinct.map(async (k) => [k, await lookup(k)] as const)));
+  return plans.map((p) => decideLink(p.address, p.asks.map((k) => ({ ...k, result: answers.get(k.key) as CacheLookup })), input, s));
+}
+
+export interface LinkResolveState {
+  store: OverrideStore;
+  cache: OverrideCache;
+  settings: ResolveSettings;
+}
+
+const STATES = new WeakMap<App, LinkResolveState>();
+
+/** The store, cache and settings the hook uses in this app (for explain, tests, and the admin of a memory store). */
+export function linkResolveState(app: App): LinkResolveState | undefined {
+  return STATES.get(app);
+}
+
+/** Close the hook's store connection (Redis sockets would keep the process alive); call on shutdown. */
+export async function closeLinkResolve(app: App): Promise<void> {
+  const st = STATES.get(app);
+  if (!st) return;
+  STATES.delete(app);
+  st.cache.close();
+  await st.store.close();
+}
+
+const linkResolve: HookModule = {
+  name: 'link-resolve',
+  async init(app: App): Promise<void> {
+    const settings = resolveSettings(app.config);
+    const o = overrideSettings(app.config);
+    if (settings.localDomains.length === 0) {
+      app.log('config.all_local', { note: 'local_domains is empty: every recipient counts as local and may get a footer' });
+    }
+    const store = openOverrideStore(o.redis, { keyPrefix: o.keyPrefix, timeoutMs: o.timeoutMs }, app.log);
+    const cache = new OverrideCache(store, { ttlMs: o.cacheTtlMs, maxEntries: o.cacheSize, fallback: o.fallback }, app.log);
+    STATES.set(app, { store, cache, settings });
+    // Give Redis a moment at start, so the first messages do not all meet the fallback; never block longer.
+    const ready = await store.ready(1000);
+    app.log('overrides.store', { store: store.description, ready, fallback: o.fallback });
+    app.hooks.on('message:links', 'link-resolve', (input) => resolveLinks(input, (k) => cache.lookup(k), settings));
+  },
+};
+
+export default linkResolve;

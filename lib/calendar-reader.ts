@@ -1,0 +1,320 @@
+// Calendar reader: the only module that imports ical.js. Turns iCalendar bytes into CalendarFacts.
+// In: the decoded body of a text/calendar or .ics part, its method parameter and charset (optional).
+// Out: METHOD, the master VEVENT/VTODO's identity, summary, start/end (with UTC when the zone resolves)
+// and organizer. Fails soft: input over 1 MiB is only scanned for METHOD, a parse error leaves the
+// method parameter as the only fact, and every property is read in its own try/catch (warnings, never throws).
+
+import ICAL from 'ical.js';
+import type { CalendarFacts, CalendarTime } from './types.js';
+
+/** Calendars larger than this are not parsed (Outlook embeds HTML and attachments in them). */
+export const MAX_CALENDAR_BYTES = 1024 * 1024;
+
+type ICalComponent = InstanceType<typeof ICAL.Component>;
+type ICalTime = InstanceType<typeof ICAL.Time>;
+
+// Windows zone names Outlook writes as TZID, for the rare file that omits its VTIMEZONE
+// (CLDR windowsZones, territory 001).
+const WINDOWS_ZONES: ReadonlyMap<string, string> = new Map([
+  ['utc', 'UTC'],
+  ['gmt standard time', 'Europe/London'],
+  ['w. europe standard time', 'Europe/Berlin'],
+  ['romance standard time', 'Europe/Paris'],
+  ['central europe standard time', 'Europe/Budapest'],
+  ['central european standard time', 'Europe/Warsaw'],
+  ['e. europe standard time', 'Europe/Chisinau'],
+  ['fle standard time', 'Europe/Kiev'],
+  ['gtb standard time', 'Europe/Bucharest'],
+  ['russian standard time', 'Europe/Moscow'],
+  ['eastern standard time', 'America/New_York'],
+  ['central standard time', 'America/Chicago'],
+  ['mountain standard time', 'America/Denver'],
+  ['pacific standard time', 'America/Los_Angeles'],
+  ['india standard time', 'Asia/Calcutta'],
+  ['china standard time', 'Asia/Shanghai'],
+  ['tokyo standard time', 'Asia/Tokyo'],
+  ['korea standard time', 'Asia/Seoul'],
+  ['singapore standard time', 'Asia/Singapore'],
+  ['aus eastern standard time', 'Australia/Sydney'],
+]);
+
+/** "REQUEST;;", " request ", "\"Cancel\"" → "REQUEST" / "CANCEL"; anything that is not a method name → null. */
+export function normalizeMethod(value: string | null | undefined): string | null {
+  if (typeof value !== 'string') return null;
+  const word = value.split(/[;,\s]/).find((w) => w.replace(/"/g, '') !== '')?.replace(/"/g, '').toUpperCase() ?? '';
+  return /^[A-Z][A-Z0-9-]*$/.test(word) ? word : null;
+}
+
+/** "mailto:Ann@Example.org" / "MAILTO:…" / a bare address (Zoom) → "Ann@Example.org"; empty → null. */
+export function organizerAddress(value: string | null | undefined): string | null {
+  if (typeof value !== 'string') return null;
+  const address = value.trim().replace(/^mailto:/i, '').trim();
+  return address === '' ? null : address;
+}
+
+/**
+ * Cheap METHOD scan without ical.js, for deciding whether a part is worth parsing.
+ * METHOD is a VCALENDAR property; a line starting with it cannot come from escaped text values.
+ */
+export function readCalendarMethod(data: Buffer | string): string | null {
+  const text = typeof data === 'string' ? data.slice(0, MAX_CALENDAR_BYTES) : data.subarray(0, MAX_CALENDAR_BYTES).toString('latin1');
+  const m = /^METHOD(?:;[^:\r\n]*)?:[ \t]*([^\r\n]*)/im.exec(text);
+  return m ? normalizeMethod(m[1]) : null;
+}
+
+/** Reads the facts of an iCalendar object. Never throws. */
+export function readCalendar(data: Buffer | string, methodParam?: string | null, charset?: string | null): CalendarFacts {
+  const facts: CalendarFacts = {
+    method: null, component: null, uid: null, recurrenceId: null, sequence: null,
+    summary: null, start: null, end: null, organizer: null, warnings: [],
+  };
+  const warn = (msg: string): void => { facts.warnings.push(msg); };
+  const param = normalizeMethod(methodParam);
+  try {
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (size > MAX_CALENDAR_BYTES) {
+      warn(`calendar is ${size} bytes, over the ${MAX_CALENDAR_BYTES}-byte cap; not parsed`);
+      facts.method = param ?? readCalendarMethod(data);
+      return facts;
+    }
+    const text = decode(data, charset, warn).replace(/^\uFEFF/, '');
+    const root = parseRoot(text, warn);
+    if (root === null) {
+      facts.method = param ?? readCalendarMethod(text);
+      return facts;
+    }
+    readFacts(root, facts, warn);
+    if (facts.method === null && param !== null) {
+      warn('no METHOD inside the calendar; the method parameter was used');
+      facts.method = param;
+    } else if (param !== null && facts.method !== null && facts.method !== param) {
+      warn(`method parameter ${param} disagrees with METHOD:${facts.method} inside; METHOD inside wins`);
+    }
+  } catch (err) {
+    // Belt and braces: nothing above should throw, but a calendar must never stop delivery.
+    warn(`calendar read failed: ${(err as Error).message}`);
+    facts.method ??= param;
+  }
+  return facts;
+}
+
+/** Bytes → text. RFC 5545 says UTF-8; a declared other charset is honoured, invalid UTF-8 falls back to windows-1252. */
+function decode(data: Buffer | string, charset: string | null | undefined, warn: (m: string) => void): string {
+  if (typeof data === 'string') return data;
+  const label = (charset ?? '').trim().toLowerCase();
+  if (label !== '' && !['utf-8', 'utf8', 'us-ascii', 'ascii'].includes(label)) {
+    try {
+      return new TextDecoder(label).decode(data);
+    } catch {
+      warn(`unknown charset "${charset}"; read as UTF-8`);
+    }
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    warn('calendar is not valid UTF-8; read as windows-1252');
+    return new TextDecoder('windows-1252').decode(data);
+  }
+}
+
+/** Parses the text and returns the VCALENDAR to read, or null when it does not parse. */
+function parseRoot(text: string, warn: (m: string) => void): ICalComponent | null {
+  let jcal: unknown;
+  try {
+    jcal = ICAL.parse(text);
+  } catch (err) {
+    // ical.js rejects the whole object for one bad RRULE or a missing END (a truncated part);
+    // the rest is usually worth reading, so try once more on a repaired copy.
+    const repaired = repair(text);
+    try {
+      if (repaired.fixes.length === 0) throw err;
+      jcal = ICAL.parse(repaired.text);
+      warn(`calendar repaired (${repaired.fixes.join('; ')}) after: ${(err as Error).message}`);
+    } catch {
+      warn(`calendar does not parse: ${(err as Error).message}`);
+      return null;
+    }
+  }
+  if (!Array.isArray(jcal) || jcal.length === 0) { warn('calendar is empty'); return null; }
+  // One object parses to ['vcalendar', props, comps]; several to an array of those.
+  const roots: unknown[] = Array.isArray(jcal[0]) ? jcal : [jcal];
+  if (roots.length > 1) warn(`${roots.length} calendar objects; the first with an event or task is read`);
+  let chosen: ICalComponent | null = null;
+  for (const r of roots) {
+    try {
+      const c = new ICAL.Component(r as unknown[]);
+      chosen ??= c;
+      if (c.getFirstSubcomponent('vevent') || c.getFirstSubcomponent('vtodo')) { chosen = c; break; }
+    } catch {
+      // a malformed jCal root: try the next one
+    }
+  }
+  if (chosen === null) warn('calendar has no readable object');
+  return chosen;
+}
+
+/** Drops recurrence lines (ical.js throws on a bad RRULE at parse time) and closes unterminated components. */
+function repair(text: string): { text: string; fixes: string[] } {
+  const fixes: string[] = [];
+  let out = text.replace(/^(?:RRULE|EXRULE|RDATE|EXDATE)[;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*(?:\r?\n|$)/gim, '');
+  if (out !== text) fixes.push('recurrence rules dropped');
+  const open: string[] = [];
+  for (const m of out.matchAll(/^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$/gim)) {
+    if (m[1].toUpperCase() === 'BEGIN') open.push(m[2].toUpperCase());
+    else if (open.length > 0 && open[open.length - 1] === m[2].toUpperCase()) open.pop();
+  }
+  if (open.length > 0) {
+    // A cut-off body may end mid-line: drop that partial line before closing.
+    if (!/\n$/.test(out)) out = out.replace(/[^\n]*$/, '');
+    out += open.reverse().map((name) => `END:${name}\r\n`).join('');
+    fixes.push(`unterminated ${open.join(', ')} closed`);
+  }
+  return { text: out, fixes };
+}
+
+function readFacts(root: ICalComponent, facts: CalendarFacts, warn: (m: string) => void): void {
+  const get = <T>(what: string, read: () => T): T | null => {
+    try {
+      return read();
+    } catch (err) {
+      warn(`${what} unreadable: ${(err as Error).message}`);
+      return null;
+    }
+  };
+  const isCalendar = root.name === 'vcalendar';
+  if (!isCalendar) warn(`top-level object is ${root.name.toUpperCase()}, not VCALENDAR`);
+  facts.method = isCalendar ? get('METHOD', () => normalizeMethod(asText(root.getFirstPropertyValue('method')))) : null;
+
+  const master = get('component', () => pickMaster(root));
+  if (!master) { warn('no VEVENT, VTODO, VJOURNAL or VFREEBUSY inside'); return; }
+  facts.component = master.name.toUpperCase();
+  facts.uid = get('UID', () => asText(master.getFirstPropertyValue('uid')));
+  facts.summary = get('SUMMARY', () => asText(master.getFirstPropertyValue('summary')));
+  facts.recurrenceId = get('RECURRENCE-ID', () => {
+    const prop = master.getFirstProperty('recurrence-id');
+    return prop ? asText(prop.jCal[3]) : null;
+  });
+  facts.sequence = get('SEQUENCE', () => {
+    const v = master.getFirstPropertyValue('sequence');
+    return typeof v === 'number' && Number.isFinite(v) ? v : null;
+  });
+  facts.organizer = get('ORGANIZER', () => organizerAddress(asText(master.getFirstPropertyValue('organizer'))));
+  const start = get('DTSTART', () => readTime(master, 'dtstart'));
+  facts.start = start ? toCalendarTime(start.time, start.tzid, warn) : null;
+  const end = get('DTEND', () => readTime(master, master.name === 'vtodo' ? 'due' : 'dtend'));
+  if (end) {
+    facts.end = toCalendarTime(end.time, end.tzid, warn);
+  } else if (start) {
+    facts.end = get('DURATION', () => {
+      const dur = master.getFirstPropertyValue('duration');
+      if (!(dur instanceof ICAL.Duration)) return null;
+      const t = start.time.clone();
+      t.addDuration(dur);
+      return toCalendarTime(t, start.tzid, warn);
+    });
+  }
+}
+
+/** The master VEVENT (or VTODO …): the first one without RECURRENCE-ID, else the first. */
+function pickMaster(root: ICalComponent): ICalComponent | null {
+  const subs = root.name === 'vcalendar' ? root.getAllSubcomponents() : [root];
+  for (const names of [['vevent', 'vtodo'], ['vjournal', 'vfreebusy']]) {
+    const pool = subs.filter((c) => names.includes(c.name));
+    if (pool.length === 0) continue;
+    const same = pool.filter((c) => c.name === pool[0].name);
+    return same.find((c) => !c.hasProperty('recurrence-id')) ?? same[0];
+  }
+  return null;
+}
+
+function asText(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  const s = String(v).trim();
+  return s === '' ? null : s;
+}
+
+function readTime(comp: ICalComponent, name: string): { time: ICalTime; tzid: string | null } | null {
+  const prop = comp.getFirstProperty(name);
+  if (!prop) return null;
+  const value = prop.getFirstValue(); // decodes lazily: a bad date throws here
+  if (!(value instanceof ICAL.Time)) throw new Error(`not a date or date-time`);
+  const tz = prop.getParameter('tzid');
+  return { time: value, tzid: typeof tz === 'string' && tz.trim() !== '' ? tz.trim() : null };
+}
+
+const two = (n: number): string => String(n).padStart(2, '0');
+
+function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) => void): CalendarTime {
+  const date = `${String(t.year).padStart(4, '0')}-${two(t.month)}-${two(t.day)}`;
+  if (t.isDate) return { local: date, tzid: tzParam, utc: null, allDay: true };
+  const local = `${date}T${two(t.hour)}:${two(t.minute)}:${two(t.second)}`;
+  const zone = t.zone;
+  const isUtc = zone === ICAL.Timezone.utcTimezone || zone?.tzid === 'UTC';
+  const tzid = tzParam ?? (isUtc ? 'UTC' : null);
+  let utc: string | null = null;
+  try {
+    if (zone && zone !== ICAL.Timezone.localTimezone && zone.tzid !== 'floating') {
+      // Z, a VTIMEZONE in the same file, or UTC/GMT: ical.js knows the offset.
+      utc = isoSeconds(new Date(t.toUnixTime() * 1000));
+    } else if (tzParam !== null) {
+      const iana = WINDOWS_ZONES.get(tzParam.toLowerCase()) ?? tzParam;
+      utc = zonedTimeToUtc(local, iana);
+      if (utc === null) warn(`time zone "${tzParam}" has no VTIMEZONE and is not a known zone name`);
+    }
+  } catch (err) {
+    warn(`time ${local} ${tzid ?? ''} could not be converted to UTC: ${(err as Error).message}`);
+    utc = null;
+  }
+  return { local, tzid, utc, allDay: false };
+}
+
+function isoSeconds(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat | null {
+  let f = formatters.get(timeZone);
+  if (f) return f;
+  try {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+  } catch {
+    return null; // RangeError: not a zone name Intl knows
+  }
+  if (formatters.size < 500) formatters.set(timeZone, f); // bounded: TZIDs come from mail
+  return f;
+}
+
+/** Offset (ms) of the zone at an instant: its wall clock read as if it were UTC, minus the instant. */
+function offsetAt(f: Intl.DateTimeFormat, instant: number): number {
+  const p: Record<string, number> = {};
+  for (const part of f.formatToParts(new Date(instant))) {
+    if (part.type !== 'literal') p[part.type] = Number(part.value);
+  }
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(instant / 1000) * 1000;
+}
+
+/**
+ * Wall-clock time ("2026-12-01T10:00:00") in an IANA zone → UTC ISO string, or null when the zone
+ * is unknown. As RFC 5545 3.3.5 asks: a time that occurs twice is the first one, a time skipped
+ * by a DST gap is read with the offset from before the gap.
+ */
+export function zonedTimeToUtc(local: string, timeZone: string): string | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$/.exec(local);
+  const f = formatterFor(timeZone);
+  if (!m || !f) return null;
+  const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  if (!Number.isFinite(wall)) return null;
+  // Zones change offset at most once within a day, so the offsets a day before and after are the
+  // only candidates; a candidate is right when the zone really has that offset at the result.
+  const DAY = 86_400_000;
+  const before = offsetAt(f, wall - DAY);
+  const after = offsetAt(f, wall + DAY);
+  const valid = [wall - before, wall - after].filter((i) => offsetAt(f, i) === wall - i);
+  const instant = valid.length > 0 ? Math.min(...valid) : wall - before;
+  return isoSeconds(new Date(instant));
+}

@@ -1,0 +1,259 @@
+// The command line: serve | filter | explain | overrides | config.
+// In: argv and the environment. Out: a running listener (serve), a processed message on stdout
+// (filter), a JSON report (explain), or an administration result (overrides).
+// Fails: a bad flag or value exits 64 (EX_USAGE) or 78 (EX_CONFIG) with a message naming it;
+// a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later.
+
+import { readFile } from 'node:fs/promises';
+import { createApp } from './app.js';
+import { ConfigError, configKeyKind, describeConfig, loadConfig, type Config } from './config.js';
+import { createLogger, type LogFn } from './log.js';
+import { handleTransaction } from './pipeline.js';
+import { planDelivery } from './plan.js';
+import { parseNextHop } from './relay.js';
+import { startListener } from './server.js';
+import { spoolFromBuffer, spoolStream } from './spool.js';
+import { scanBuffer } from './candidate-scan.js';
+import { runOverrides } from './overrides-command.js';
+import type { Envelope } from './types.js';
+
+export const EXIT = { ok: 0, usage: 64, dataErr: 65, noInput: 66, software: 70, tempFail: 75, config: 78 } as const;
+
+class UsageError extends Error {}
+
+const USAGE = `usage: calendar-link-filter <command> [options]
+  serve     [--listen HOST:PORT] [--next-hop smtp://HOST:PORT|lmtp://HOST:PORT] [--lmtp]
+            [--allowed-clients CIDR[,CIDR…]] [--web-server HOST] [--local-domains D,…] [--config FILE]
+  filter    [--web-server HOST] [--recipient ADDR]… [--local-domains D,…] [--config FILE] < in.eml > out.eml
+  explain   FILE.eml [--recipient ADDR]… [same options as filter]
+  overrides set|get|unset|list|import|export …   (see README)
+  config    print every setting with its default and bounds
+Every setting in the config table is also a flag (--max-message-size 1048576) and a
+CALFILTER_* environment variable (CALFILTER_MAX_MESSAGE_SIZE=1048576).`;
+
+interface Parsed {
+  flags: Record<string, unknown>;
+  configFile?: string;
+  recipients: string[];
+  positional: string[];
+}
+
+/** Flags are config keys with "-" for "_"; booleans take no value (or =true/=false). */
+export function parseFlags(args: string[]): Parsed {
+  const out: Parsed = { flags: {}, recipients: [], positional: [] };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith('--')) {
+      out.positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const inline = eq < 0 ? undefined : arg.slice(eq + 1);
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const next = args[++i];
+      if (next === undefined) throw new UsageError(`--${name} needs a value`);
+      return next;
+    };
+    if (name === 'config') out.configFile = value();
+    else if (name === 'recipient') out.recipients.push(value());
+    else {
+      const key = name.replace(/-/g, '_');
+      const kind = configKeyKind(key);
+      if (!kind) throw new UsageError(`unknown option --${name}`);
+      out.flags[key] = kind === 'bool' ? (inline ?? true) : value();
+    }
+  }
+  return out;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const err = process.stderr;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(parseFlags(rest));
+      case 'filter':
+        return await filter(parseFlags(rest));
+      case 'explain':
+        return await explain(parseFlags(rest));
+      case 'overrides':
+        return await runOverrides(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
+      case 'config':
+        for (const row of describeConfig()) process.stdout.write(`${row.key}\t${row.default}\t${row.bounds}\t${row.doc}\n`);
+        return EXIT.ok;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n');
+        return command === undefined ? EXIT.usage : EXIT.ok;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err.write(`calendar-link-filter: ${e.message}\n${USAGE}\n`);
+      return EXIT.usage;
+    }
+    if (e instanceof ConfigError) {
+      err.write(`calendar-link-filter: ${e.message}\n`);
+      return EXIT.config;
+    }
+    err.write(`calendar-link-filter: ${(e as Error).message}\n`);
+    return EXIT.software;
+  }
+}
+
+function configFrom(p: Parsed): Config {
+  return loadConfig({ file: p.configFile, env: process.env, flags: p.flags });
+}
+
+async function serve(p: Parsed): Promise<number> {
+  if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}"`);
+  const config = configFrom(p);
+  const log = createLogger({ level: config.log_level });
+  const hop = parseNextHop(config.next_hop);
+  const [host, portText] = splitHostPort(config.listen);
+  let app;
+  try {
+    app = await createApp(config, log);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  if (!config.web_server) log('config.no_web_server', { note: 'web_server is empty: messages get no footer unless an override names a server' });
+  const listener = await startListener(
+    {
+      host,
+      port: Number(portText),
+      lmtp: config.lmtp,
+      allowedClients: config.allowed_clients,
+      maxMessageSize: config.max_message_size,
+      maxRecipients: config.max_recipients,
+      maxConnections: config.max_connections,
+      socketTimeoutMs: config.socket_timeout * 1000,
+      spool: { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined },
+      shutdownTimeoutMs: config.shutdown_timeout * 1000,
+    },
+    (tx) => handleTransaction({ config, log, hooks: app.hooks, hop }, tx),
+    log,
+  );
+  log('server.listening', {
+    listen: `${host}:${listener.port}`,
+    lmtp: config.lmtp,
+    next_hop: config.next_hop,
+    allowed_clients: config.allowed_clients,
+    web_server: config.web_server || null,
+    dry_run: config.dry_run,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log('server.stopping', { signal, in_flight: listener.inFlight(), grace_s: config.shutdown_timeout });
+      listener.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  log('server.stopped', {});
+  return EXIT.ok;
+}
+
+function splitHostPort(v: string): [string, string] {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(v);
+  if (!m) throw new ConfigError(`bad value for listen: ${JSON.stringify(v)}: expected HOST:PORT`);
+  return [m[1]!, m[2]!];
+}
+
+function envelopeFor(recipients: string[]): Envelope {
+  // Without --recipient the message is processed as for one local recipient with no override.
+  return { from: '', to: (recipients.length ? recipients : ['']).map((address) => ({ address })) };
+}
+
+async function filter(p: Parsed): Promise<number> {
+  if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}" (filter reads stdin)`);
+  const config = configFrom(p);
+  const log: LogFn = createLogger({ level: config.log_level, out: process.stderr });
+  const app = await createApp(config, log).catch((e: Error) => { throw new ConfigError(e.message); });
+  let spool;
+  try {
+    spool = await spoolStream(process.stdin, { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined });
+  } catch (e) {
+    process.stderr.write(`calendar-link-filter: cannot read the message: ${(e as Error).message}\n`);
+    return EXIT.tempFail;
+  }
+  const envelope = envelopeFor(p.recipients);
+  try {
+    const head = await spool.read(0, Math.min(spool.size, 64 * 1024));
+    const scan = spool.size <= 64 * 1024 ? scanBuffer(head) : { candidate: true, bytes: spool.size };
+    const plan = await planDelivery({ config, log, hooks: app.hooks }, envelope, spool, scan, 'filter');
+    const bodies = new Set(plan.groups.map((g) => g.url));
+    let source = plan.groups[0]?.body ?? null;
+    if (bodies.size > 1) {
+      process.stderr.write('calendar-link-filter: the recipients resolve to different links; the message is written unchanged (run once per recipient)\n');
+      source = null;
+    }
+    if (config.dry_run) source = null;
+    if (!plan.structure && !plan.classification && plan.decision.startsWith('unchanged after error')) {
+      process.stderr.write(`calendar-link-filter: ${plan.decision}\n`);
+    } else if (plan.structure?.damaged) {
+      process.stderr.write('calendar-link-filter: the input is not a well-formed MIME message; written unchanged\n');
+    }
+    await pipeTo((source ?? spool).stream(), process.stdout);
+    for (const g of plan.groups) await g.body?.dispose();
+    return EXIT.ok;
+  } catch (e) {
+    process.stderr.write(`calendar-link-filter: temporary failure: ${(e as Error).message}\n`);
+    return EXIT.tempFail;
+  } finally {
+    await spool.dispose();
+  }
+}
+
+async function explain(p: Parsed): Promise<number> {
+  const [file, extra] = p.positional;
+  if (!file) throw new UsageError('explain needs a FILE');
+  if (extra) throw new UsageError(`unexpected argument "${extra}"`);
+  const config = configFrom(p);
+  const log: LogFn = createLogger({ level: config.log_level, out: process.stderr });
+  const app = await createApp(config, log).catch((e: Error) => { throw new ConfigError(e.message); });
+  let raw: Buffer;
+  try {
+    raw = await readFile(file);
+  } catch (e) {
+    process.stderr.write(`calendar-link-filter: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+    return EXIT.noInput;
+  }
+  const spool = spoolFromBuffer(raw);
+  const scan = scanBuffer(raw);
+  const plan = await planDelivery({ config, log, hooks: app.hooks }, envelopeFor(p.recipients), spool, scan, 'explain');
+  const parts = plan.structure?.parts.map((pt) => ({
+    index: pt.index, parent: pt.parent, type: pt.contentType, method: pt.params.method, charset: pt.charset,
+    encoding: pt.encoding, disposition: pt.disposition, filename: pt.filename, bytes: pt.bodyEnd - pt.bodyStart,
+  }));
+  const report = {
+    file,
+    size: raw.length,
+    candidate: scan.candidate,
+    changes: plan.groups.some((g) => g.body !== null) && !config.dry_run,
+    decision: plan.decision,
+    kind: plan.classification?.kind ?? 'none',
+    classification: plan.classification ? { ...plan.classification, calendar: undefined } : null,
+    calendar: plan.classification?.calendar ?? null,
+    targets: plan.targets ?? null,
+    recipients: plan.resolutions?.map((r) => ({ recipient: r.recipient, source: r.source, server: r.server, footer: r.url !== null })) ?? null,
+    parts: parts ?? null,
+  };
+  for (const g of plan.groups) await g.body?.dispose();
+  process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  return EXIT.ok;
+}
+
+function pipeTo(src: NodeJS.ReadableStream, dst: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    src.on('error', reject);
+    src.on('end', () => resolve());
+    src.pipe(dst, { end: false });
+  });
+}

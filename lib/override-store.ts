@@ -1,0 +1,267 @@
+// The override store: key ("user@dom" or "@dom") → Override, in memory or in Redis. The ONLY ioredis user.
+// In: a Redis URL ('' = in-memory), a key prefix and a lookup timeout. Out: get/set/unset/list and change
+// notifications (PUBLISH on "<prefix>changed" from set/unset, so every instance drops its cached copy).
+// Fails: get rejects with StoreUnavailableError within timeoutMs when Redis is down, slow or paused (no
+// offline queue: nothing waits for a reconnect); a corrupt stored value logs `redis.corrupt` once and
+// reads as absent; the client keeps reconnecting with backoff forever, so it recovers by itself.
+
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { LogFn } from './log.js';
+import { parseRedisUrl, redact, type RedisTarget } from './override-config.js';
+import { checkOverride, decodeOverride, encodeOverride, OverrideDataError, type Override } from './override-model.js';
+
+export type { Override } from './override-model.js';
+
+export interface OverrideStore {
+  readonly kind: 'memory' | 'redis';
+  /** Where the overrides live, safe to log (password redacted). */
+  readonly description: string;
+  /** The override stored under a normalised key, or null. Redis: bounded by the timeout. */
+  get(key: string): Promise<Override | null>;
+  /** Replace the whole override; throws OverrideDataError for an invalid value. */
+  set(key: string, value: Override): Promise<void>;
+  /** Remove an override; true when one existed. */
+  unset(key: string): Promise<boolean>;
+  /** Every override, in no particular order (Redis: SCAN over every master, never KEYS). */
+  list(): AsyncIterable<[string, Override]>;
+  /** cb(key) after a change of key; cb(null) when anything may have changed (e.g. after a reconnect). */
+  onChange(cb: (key: string | null) => void): () => void;
+  /** Resolves true once the store can answer, false if it could not within timeoutMs. */
+  ready(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  /** Full key prefix; the change channel is `${keyPrefix}changed`. Default "calfilter:override:". */
+  keyPrefix?: string;
+  /** Bound on one command, ms (lookups: redis_timeout_ms; the CLI uses seconds). Default 50. */
+  timeoutMs?: number;
+}
+
+/** Redis did not answer (down, unreachable, paused or too slow). */
+export class StoreUnavailableError extends Error {}
+
+export const DEFAULT_KEY_PREFIX = 'calfilter:override:';
+
+type Listener = (key: string | null) => void;
+
+function notify(listeners: Set<Listener>, key: string | null): void {
+  for (const cb of listeners) {
+    try { cb(key); } catch { /* a listener's bug must not break a set() */ }
+  }
+}
+
+function checked(value: Override): Override {
+  const why = checkOverride(value);
+  if (why) throw new OverrideDataError(why);
+  return decodeOverride(encodeOverride(value));
+}
+
+/** Embedded default: lives and dies with the process, so `serve` runs without Redis. */
+export class MemoryOverrideStore implements OverrideStore {
+  readonly kind = 'memory';
+  readonly description = 'in-memory (this process only)';
+  private readonly map = new Map<string, Override>();
+  private readonly listeners = new Set<Listener>();
+
+  async get(key: string): Promise<Override | null> {
+    const v = this.map.get(key);
+    return v ? { ...v } : null;
+  }
+  async set(key: string, value: Override): Promise<void> {
+    this.map.set(key, checked(value));
+    notify(this.listeners, key);
+  }
+  async unset(key: string): Promise<boolean> {
+    const had = this.map.delete(key);
+    notify(this.listeners, key);
+    return had;
+  }
+  async *list(): AsyncIterable<[string, Override]> {
+    for (const [k, v] of [...this.map]) yield [k, { ...v }];
+  }
+  onChange(cb: Listener): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+  async ready(): Promise<boolean> {
+    return true;
+  }
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+}
+
+/** Reconnect forever: 100 ms doubling to 2 s, plus jitter so many instances do not reconnect in step. */
+function backoff(times: number): number {
+  return Math.min(100 * 2 ** Math.min(times - 1, 5), 2000) + Math.floor(Math.random() * 100);
+}
+
+const CORRUPT_MEMORY = 1000;
+
+export class RedisOverrideStore implements OverrideStore {
+  readonly kind = 'redis';
+  readonly description: string;
+  private readonly client: Redis | Cluster;
+  private readonly subscriber: Redis | Cluster;
+  private readonly prefix: string;
+  private readonly channel: string;
+  private readonly timeoutMs: number;
+  private readonly listeners = new Set<Listener>();
+  /** Corrupt values already logged ("key\0raw"), so a bad value logs once, not once per message. */
+  private readonly corruptSeen = new Set<string>();
+  private closed = false;
+
+  constructor(target: Exclude<RedisTarget, { mode: 'memory' }>, url: string, opts: StoreOptions, private readonly log: LogFn) {
+    this.prefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.channel = `${this.prefix}changed`;
+    this.timeoutMs = opts.timeoutMs ?? 50;
+    this.description = `${target.mode} ${redact(url)}`;
+    const common: RedisOptions = {
+      commandTimeout: this.timeoutMs,
+      // Never queue while disconnected: a lookup must fail now and let the cache/fallback answer.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: Math.max(1000, this.timeoutMs * 4),
+      connectionName: 'calendar-link-filter',
+    };
+    if (target.mode === 'cluster') {
+      const auth = { username: target.username, password: target.password };
+      this.client = new Cluster(target.nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: backoff,
+        // Notice a promoted replica soon after a failover, not only on the next MOVED.
+        slotsRefreshInterval: 2000,
+        retryDelayOnFailover: 50,
+        redisOptions: { ...common, ...auth },
+      });
+      // The subscriber may queue (it runs no lookups) and waits for Redis however long it is away.
+      this.subscriber = this.client.duplicate(undefined, { enableOfflineQueue: true, redisOptions: { ...common, ...auth, maxRetriesPerRequest: null, commandTimeout: undefined } });
+    } else {
+      const base: RedisOptions = { ...common, retryStrategy: backoff };
+      let client: Redis;
+      if (target.mode === 'sentinel') {
+        client = new Redis({ ...base, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
+      } else if (target.path !== undefined) {
+        client = new Redis({ ...base, path: target.path, db: target.db });
+      } else {
+        client = new Redis(target.url, base);
+      }
+      this.client = client;
+      this.subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    }
+    // Errors are reported by the cache as one redis.down per incident; unhandled they would print per retry.
+    this.client.on('error', () => undefined);
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('message', (channel: string, key: string) => {
+      if (channel === this.channel) notify(this.listeners, key === '' ? null : key);
+    });
+    // After a (re)connect we may have missed notifications: everything cached may be stale.
+    this.subscriber.on('ready', () => notify(this.listeners, null));
+    this.subscriber.subscribe(this.channel).catch(() => undefined);
+  }
+
+  private bounded<T>(what: string, run: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError('the override store is closed'));
+    // commandTimeout bounds one command; this also bounds a Cluster's redirections and retries.
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`${what}: no answer from Redis within ${this.timeoutMs} ms`)), this.timeoutMs);
+      run().then(
+        (v) => { clearTimeout(timer); resolve(v); },
+        (err: Error) => { clearTimeout(timer); reject(err instanceof OverrideDataError ? err : new StoreUnavailableError(`${what}: ${err.message}`)); },
+      );
+    });
+  }
+
+  private decode(key: string, raw: string | null): Override | null {
+    if (raw === null) return null;
+    try {
+      return decodeOverride(raw);
+    } catch (err) {
+      const seen = `${key}\0${raw}`;
+      if (!this.corruptSeen.has(seen)) {
+        if (this.corruptSeen.size >= CORRUPT_MEMORY) this.corruptSeen.clear();
+        this.corruptSeen.add(seen);
+        this.log('redis.corrupt', { key: this.prefix + key, reason: (err as Error).message, note: 'ignored; treated as no override' });
+      }
+      return null;
+    }
+  }
+
+  get(key: string): Promise<Override | null> {
+    return this.bounded('get', async () => this.decode(key, await this.client.get(this.prefix + key)));
+  }
+
+  set(key: string, value: Override): Promise<void> {
+    const v = checked(value);
+    return this.bounded('set', async () => {
+      await this.client.set(this.prefix + key, encodeOverride(v));
+      await this.client.publish(this.channel, key);
+    });
+  }
+
+  unset(key: string): Promise<boolean> {
+    return this.bounded('unset', async () => {
+      const n = await this.client.del(this.prefix + key);
+      await this.client.publish(this.channel, key);
+      return n > 0;
+    });
+  }
+
+  async *list(): AsyncIterable<[string, Override]> {
+    // A Cluster has no global SCAN: walk every master. SCAN may return a key twice, hence `seen`.
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    const pattern = this.prefix.replace(/[*?[\]\\]/g, '\\$&') + '*';
+    const seen = new Set<string>();
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.bounded('scan', () => node.scan(cursor, 'MATCH', pattern, 'COUNT', 500));
+        cursor = next;
+        const fresh = keys.filter((k) => !seen.has(k));
+        fresh.forEach((k) => seen.add(k));
+        if (fresh.length === 0) continue;
+        // MGET needs one hash slot in a Cluster; there, single GETs routed by the client.
+        const values = this.client instanceof Cluster
+          ? await Promise.all(fresh.map((k) => this.bounded('get', () => this.client.get(k))))
+          : await this.bounded('mget', () => (this.client as Redis).mget(...fresh));
+        for (let i = 0; i < fresh.length; i++) {
+          const key = (fresh[i] as string).slice(this.prefix.length);
+          const o = this.decode(key, values[i] ?? null);
+          if (o) yield [key, o];
+        }
+      } while (cursor !== '0');
+    }
+  }
+
+  onChange(cb: Listener): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.client.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => { clearTimeout(timer); this.client.off('ready', onReady); resolve(ok); };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.client.once('ready', onReady);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    // disconnect, not quit: quit would wait for a Redis that may be gone.
+    this.subscriber.disconnect();
+    this.client.disconnect();
+  }
+}
+
+/** '' → the embedded memory store; otherwise Redis (standalone, Sentinel or Cluster, per the URL). */
+export function openOverrideStore(url: string | '', opts: StoreOptions, log: LogFn): OverrideStore {
+  const target = parseRedisUrl(url);
+  if (target.mode === 'memory') return new MemoryOverrideStore();
+  return new RedisOverrideStore(target, url.trim(), opts, log);
+}

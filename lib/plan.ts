@@ -1,0 +1,121 @@
+// The decision for one message: which recipients get which body.
+// In: the envelope, the spooled bytes and the cheap scan. Out: delivery groups — recipients that
+// share a footer link share one rewritten body; recipients without a footer get the original.
+// Steps: cheap scan → structure pass → classify hooks → link hook per recipient → footer hook →
+// rewrite. Fails: never throws; any error becomes "everyone gets the original bytes" with the
+// reason in `decision` and one message.passthrough log line.
+
+import type { Config } from './config.js';
+import { chooseTargets, hasMarker, MARKER_HEADER, rewriteMessage } from './footer-insert.js';
+import type { HookRegistry } from './hooks.js';
+import type { LogFn } from './log.js';
+import { analyzeMessage } from './mime-structure.js';
+import { Spool, type SpoolReader } from './spool.js';
+import type { Classification, Envelope, LinkResolution, MessageStructure, Recipient } from './types.js';
+import type { ScanResult } from './candidate-scan.js';
+
+export interface DeliveryGroup {
+  recipients: Recipient[];
+  /** null: the original bytes. */
+  body: Spool | null;
+  url: string | null;
+}
+
+export interface DeliveryPlan {
+  groups: DeliveryGroup[];
+  /** One short phrase for the log: why the message changed or not. */
+  decision: string;
+  classification?: Classification;
+  resolutions?: LinkResolution[];
+  /** For explain: the chosen body parts. */
+  targets?: { plain: number | null; html: number | null; wrap: boolean; reason: string };
+  structure?: MessageStructure;
+}
+
+interface PlanDeps {
+  config: Config;
+  log: LogFn;
+  hooks: HookRegistry;
+}
+
+const original = (envelope: Envelope, decision: string, extra: Partial<DeliveryPlan> = {}): DeliveryPlan => ({
+  groups: [{ recipients: envelope.to, body: null, url: null }],
+  decision,
+  ...extra,
+});
+
+export async function planDelivery(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, scan: ScanResult, id: string): Promise<DeliveryPlan> {
+  if (!scan.candidate) return original(envelope, 'not calendar-related (scan)');
+  const made: Spool[] = [];
+  try {
+    return await decide(deps, envelope, spool, made);
+  } catch (err) {
+    for (const s of made) await s.dispose().catch(() => undefined);
+    deps.log('message.passthrough', { id, reason: (err as Error).message });
+    return original(envelope, `unchanged after error: ${(err as Error).message}`);
+  }
+}
+
+async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, made: Spool[]): Promise<DeliveryPlan> {
+  const { structure, headers } = await analyzeMessage(spool);
+  if (structure.damaged) return original(envelope, 'MIME structure damaged', { structure });
+  if (hasMarker(headers)) return original(envelope, `already carries ${MARKER_HEADER}`, { structure });
+
+  const classification = await classify(deps.hooks, structure, headers);
+  if (!classification.footer) return original(envelope, classification.reason, { classification, structure });
+
+  const targets = chooseTargets(structure, classification);
+  if (targets.plain === null && targets.html === null && !targets.wrap) {
+    return original(envelope, `no body part to carry a footer: ${targets.reason}`, { classification, targets, structure });
+  }
+
+  const messageId = headerValue(headers, 'message-id')?.replace(/^\s*<|>\s*$/g, '') ?? null;
+  const resolutions = await deps.hooks.first('message:links', { classification, envelope, messageId });
+  if (!resolutions || resolutions.length !== envelope.to.length) throw new Error('link hook gave no resolution per recipient');
+
+  // One body per distinct link: no recipient ever receives another recipient's link.
+  const byUrl = new Map<string | null, Recipient[]>();
+  envelope.to.forEach((r, i) => {
+    const url = resolutions[i]!.url;
+    const list = byUrl.get(url) ?? [];
+    list.push(r);
+    byUrl.set(url, list);
+  });
+
+  const groups: DeliveryGroup[] = [];
+  for (const [url, recipients] of byUrl) {
+    if (url === null) {
+      groups.push({ recipients, body: null, url: null });
+      continue;
+    }
+    const link = resolutions[envelope.to.indexOf(recipients[0]!)]!;
+    const footer = await deps.hooks.first('message:footer', { classification, calendar: classification.calendar, link: { ...link, url } });
+    if (!footer) throw new Error('footer hook gave no footer');
+    const out = new Spool({ memoryLimit: deps.config.spool_memory_limit, dir: deps.config.spool_dir || undefined });
+    made.push(out);
+    for await (const chunk of rewriteMessage(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` })) {
+      await out.write(chunk as Buffer);
+    }
+    await out.finish();
+    groups.push({ recipients, body: out, url });
+  }
+  const footers = groups.filter((g) => g.url).length;
+  return { groups, decision: `footer added (${footers} link${footers === 1 ? '' : 's'})`, classification, resolutions, targets, structure };
+}
+
+/** Every classifier runs; the first that wants a footer wins, else the first that recognised something. */
+export async function classify(hooks: HookRegistry, structure: MessageStructure, headers: Array<[string, string]>): Promise<Classification> {
+  const results = (await hooks.all('message:classify', { structure, headers })).filter((c): c is Classification => c !== null);
+  return (
+    results.find((c) => c.footer) ??
+    results.find((c) => c.kind !== 'none') ??
+    results[0] ?? {
+      kind: 'none', method: null, tnefClass: null, source: null, calendarPart: null, calendar: null, footer: false,
+      reason: 'no calendar data, TNEF class or custom-form header found',
+    }
+  );
+}
+
+function headerValue(headers: Array<[string, string]>, key: string): string | null {
+  return headers.find(([k]) => k === key)?.[1] ?? null;
+}

@@ -1,0 +1,66 @@
+// Reply codes live here and nowhere else: what the MTA hears for every outcome.
+// In: relay results per recipient (the next hop's own replies) or a failure of ours.
+// Out: one Reply for an SMTP client, or one Reply per recipient for an LMTP client.
+// Rule: we never invent a 5xx. A 5xx is the next hop's own (or 552 for size, 554 for a refused
+// client); whatever we cannot handle is 451, so the MTA keeps the message and retries.
+
+import type { Reply } from './types.js';
+
+export const REPLIES = {
+  refusedClient: { code: 554, status: '5.7.1', message: 'Client address not allowed to use this filter' },
+  tooBig: { code: 552, status: '5.3.4', message: 'Message size exceeds the fixed limit' },
+  unreachable: { code: 451, status: '4.4.1', message: 'Next hop unreachable, try again later' },
+  hopTimeout: { code: 451, status: '4.4.2', message: 'Next hop timed out or dropped the connection, try again later' },
+  internal: { code: 451, status: '4.3.0', message: 'Temporary filter failure, try again later' },
+  partial: { code: 451, status: '4.3.0', message: 'Next hop refused some recipients; the message will be retried for all (duplicates possible, no loss)' },
+  shuttingDown: { code: 421, status: '4.3.2', message: 'Filter shutting down, try again later' },
+  aborted: { code: 451, status: '4.3.2', message: 'Transaction cut off by shutdown, try again later' },
+} as const satisfies Record<string, Reply>;
+
+/** The outcome of handing one group of recipients to the next hop. */
+export interface HopResult {
+  /** Per recipient: the next hop's reply (2xx = accepted). */
+  recipients: Map<string, Reply>;
+}
+
+/** Parse "451 4.7.1 Try later" (possibly multi-line) into a Reply; unknown shapes become 451. */
+export function parseReply(text: string | undefined, fallback: Reply = REPLIES.internal): Reply {
+  if (!text) return { ...fallback };
+  const lines = text.split(/\r?\n/).filter((l) => l.length > 0);
+  const first = /^([245]\d\d)[ -](?:([245]\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(lines[0] ?? '');
+  if (!first) return { ...fallback };
+  const code = Number(first[1]);
+  const message = lines
+    .map((l) => l.replace(/^[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?/, ''))
+    .join(' ')
+    .replace(/[\x00-\x1f\x7f]/g, ' ')
+    .slice(0, 400);
+  return { code, status: first[2], message: message || first[3] || '' };
+}
+
+/** A text for smtp-server: it prefixes the code itself, so the status code goes into the message. */
+export function replyText(r: Reply): string {
+  return r.status ? `${r.status} ${r.message}` : r.message;
+}
+
+export function isSuccess(r: Reply): boolean {
+  return r.code >= 200 && r.code < 300;
+}
+
+/**
+ * The single reply an SMTP client gets for the whole message.
+ * All accepted → the next hop's 250. None accepted → the first temporary failure if there is
+ * one (a retry may still succeed), else the next hop's own permanent failure. Some accepted,
+ * some refused → 451: the MTA retries everyone. A duplicate for the accepted recipients is
+ * better than a loss for the refused ones (LMTP, or Postfix's
+ * `<transport>_destination_recipient_limit = 1`, avoids the question: see README).
+ */
+export function combineForSmtp(perRecipient: Reply[]): Reply {
+  if (perRecipient.length === 0) return { ...REPLIES.internal };
+  const ok = perRecipient.filter(isSuccess);
+  if (ok.length === perRecipient.length) return ok[0]!;
+  if (ok.length > 0) return { ...REPLIES.partial };
+  const temp = perRecipient.find((r) => r.code >= 400 && r.code < 500);
+  if (temp) return temp;
+  return perRecipient.find((r) => r.code >= 500) ?? { ...REPLIES.internal };
+}
