@@ -6,7 +6,7 @@
 // or "no footer", never an exception (the pipeline would relay the original anyway).
 
 import type { App, ClassifyInput, HookModule } from '../lib/hooks.js';
-import { readCalendar } from '../lib/calendar-reader.js';
+import { normalizeMethod, readCalendar } from '../lib/calendar-reader.js';
 import { isTnefPart, readTnef } from '../lib/tnef-reader.js';
 import type { CalendarFacts, Classification, MessageStructure, MimePart } from '../lib/types.js';
 
@@ -80,10 +80,8 @@ export function headerValue(headers: Array<[string, string]>, name: string): str
 }
 
 const isIcsFile = (p: MimePart): boolean => (p.filename ?? '').trim().toLowerCase().endsWith('.ics');
-const methodParam = (p: MimePart): string | null => {
-  const m = (p.params.method ?? '').split(';')[0]!.trim();
-  return m === '' ? null : m;
-};
+/** The method parameter as a method name ("REQUEST;;" → REQUEST); junk counts as absent. */
+const methodParam = (p: MimePart): string | null => normalizeMethod(p.params.method);
 
 /** iMIP: text/calendar with a method parameter (RFC 6047 2.4). */
 const isImip = (p: MimePart): boolean => p.contentType === 'text/calendar' && methodParam(p) !== null;
@@ -122,16 +120,16 @@ export function classifyCalendar(input: ClassifyInput, policy: ClassifyPolicy = 
     const chosen = inAlternative ?? imip[0];
     if (chosen) {
       const calendar = chosen.decoded ? readCalendar(chosen.decoded, methodParam(chosen), chosen.charset) : null;
-      const method = calendar?.method ?? methodParam(chosen)!.toUpperCase();
+      const method = calendar?.method ?? methodParam(chosen)!;
       const kind = calendar?.component === 'VFREEBUSY' ? 'none' : 'meeting';
       return result({ kind, method, source: 'imip', calendarPart: chosen.index, calendar, ...decideMethod(method, calendar, policy, secure) });
     }
 
-    let methodless: MimePart | null = null;
+    let methodless: { part: MimePart; calendar: CalendarFacts } | null = null;
     for (const part of usable.filter(isIcsAttachment)) {
       if (!part.decoded) continue;
       const calendar = readCalendar(part.decoded, null, part.charset);
-      if (calendar.method === null) { methodless ??= part; continue; }
+      if (calendar.method === null) { methodless ??= { part, calendar }; continue; }
       const kind = calendar.component === 'VFREEBUSY' ? 'none' : 'meeting';
       return result({ kind, method: calendar.method, source: 'ics-attachment', calendarPart: part.index, calendar, ...decideMethod(calendar.method, calendar, policy, secure) });
     }
@@ -141,7 +139,7 @@ export function classifyCalendar(input: ClassifyInput, policy: ClassifyPolicy = 
 
     if (methodless) {
       return result({
-        kind: 'none', method: null, source: 'ics-attachment', calendarPart: methodless.index, calendar: null, footer: false,
+        kind: 'none', method: null, source: 'ics-attachment', calendarPart: methodless.part.index, calendar: methodless.calendar, footer: false,
         reason: 'Calendar attachment without METHOD is not a scheduling message.',
       });
     }

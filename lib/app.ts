@@ -8,7 +8,7 @@ import { HookRegistry, type App, type HookModule } from './hooks.js';
 import type { LogFn } from './log.js';
 import calendarClassify from '../hooks/calendar-classify.js';
 import customFormClassify from '../hooks/custom-form-classify.js';
-import linkResolve from '../hooks/link-resolve.js';
+import linkResolve, { closeLinkResolve } from '../hooks/link-resolve.js';
 import footerRender from '../hooks/footer-render.js';
 
 /** Built-in hooks by name; `hooks` in the config picks and orders them. */
@@ -36,4 +36,9 @@ export async function createApp(config: Config, log: LogFn): Promise<FilterApp> 
     }
   }
   return app;
+}
+
+/** Release what hooks hold (Redis connections), so a command can end and a server stop cleanly. */
+export async function closeApp(app: FilterApp): Promise<void> {
+  await closeLinkResolve(app);
 }

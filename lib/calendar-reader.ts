@@ -68,7 +68,8 @@ export function readCalendar(data: Buffer | string, methodParam?: string | null,
     method: null, component: null, uid: null, recurrenceId: null, sequence: null,
     summary: null, start: null, end: null, organizer: null, warnings: [],
   };
-  const warn = (msg: string): void => { facts.warnings.push(msg); };
+  // ical.js quotes the offending line in its errors; keep log lines short whatever the input.
+  const warn = (msg: string): void => { facts.warnings.push(msg.length > 200 ? `${msg.slice(0, 199)}…` : msg); };
   const param = normalizeMethod(methodParam);
   try {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;

@@ -5,13 +5,11 @@
 // a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later.
 
 import { readFile } from 'node:fs/promises';
-import { createApp } from './app.js';
+import { closeApp, createApp } from './app.js';
 import { ConfigError, configKeyKind, describeConfig, loadConfig, type Config } from './config.js';
 import { createLogger, type LogFn } from './log.js';
-import { handleTransaction } from './pipeline.js';
 import { planDelivery } from './plan.js';
-import { parseNextHop } from './relay.js';
-import { startListener } from './server.js';
+import { startServe } from './serve.js';
 import { spoolFromBuffer, spoolStream } from './spool.js';
 import { scanBuffer } from './candidate-scan.js';
 import { runOverrides } from './overrides-command.js';
@@ -27,7 +25,7 @@ const USAGE = `usage: calendar-link-filter <command> [options]
   filter    [--web-server HOST] [--recipient ADDR]… [--local-domains D,…] [--config FILE] < in.eml > out.eml
   explain   FILE.eml [--recipient ADDR]… [same options as filter]
   overrides set|get|unset|list|import|export …   (see README)
-  config    print every setting with its default and bounds
+  config    [--markdown] print every setting with its default and bounds
 Every setting in the config table is also a flag (--max-message-size 1048576) and a
 CALFILTER_* environment variable (CALFILTER_MAX_MESSAGE_SIZE=1048576).`;
 
@@ -82,7 +80,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'overrides':
         return await runOverrides(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
       case 'config':
-        for (const row of describeConfig()) process.stdout.write(`${row.key}\t${row.default}\t${row.bounds}\t${row.doc}\n`);
+        if (rest.includes('--markdown')) {
+          process.stdout.write('| key | default | bounds | meaning |\n|---|---|---|---|\n');
+          const cell = (v: string) => v.replace(/\|/g, '\\|');
+          for (const row of describeConfig()) process.stdout.write(`| \`${row.key}\` | \`${cell(row.default) || '(empty)'}\` | ${cell(row.bounds)} | ${cell(row.doc)} |\n`);
+        } else {
+          for (const row of describeConfig()) process.stdout.write(`${row.key}\t${row.default}\t${row.bounds}\t${row.doc}\n`);
+        }
         return EXIT.ok;
       case undefined:
       case 'help':
@@ -115,31 +119,8 @@ async function serve(p: Parsed): Promise<number> {
   if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}"`);
   const config = configFrom(p);
   const log = createLogger({ level: config.log_level });
-  const hop = parseNextHop(config.next_hop);
-  const [host, portText] = splitHostPort(config.listen);
-  let app;
-  try {
-    app = await createApp(config, log);
-  } catch (e) {
-    throw new ConfigError((e as Error).message);
-  }
+  const { listener, host, app } = await startServe(config, log);
   if (!config.web_server) log('config.no_web_server', { note: 'web_server is empty: messages get no footer unless an override names a server' });
-  const listener = await startListener(
-    {
-      host,
-      port: Number(portText),
-      lmtp: config.lmtp,
-      allowedClients: config.allowed_clients,
-      maxMessageSize: config.max_message_size,
-      maxRecipients: config.max_recipients,
-      maxConnections: config.max_connections,
-      socketTimeoutMs: config.socket_timeout * 1000,
-      spool: { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined },
-      shutdownTimeoutMs: config.shutdown_timeout * 1000,
-    },
-    (tx) => handleTransaction({ config, log, hooks: app.hooks, hop }, tx),
-    log,
-  );
   log('server.listening', {
     listen: `${host}:${listener.port}`,
     lmtp: config.lmtp,
@@ -156,14 +137,9 @@ async function serve(p: Parsed): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  await closeApp(app);
   log('server.stopped', {});
   return EXIT.ok;
-}
-
-function splitHostPort(v: string): [string, string] {
-  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(v);
-  if (!m) throw new ConfigError(`bad value for listen: ${JSON.stringify(v)}: expected HOST:PORT`);
-  return [m[1]!, m[2]!];
 }
 
 function envelopeFor(recipients: string[]): Envelope {
@@ -180,6 +156,7 @@ async function filter(p: Parsed): Promise<number> {
   try {
     spool = await spoolStream(process.stdin, { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined });
   } catch (e) {
+    await closeApp(app);
     process.stderr.write(`calendar-link-filter: cannot read the message: ${(e as Error).message}\n`);
     return EXIT.tempFail;
   }
@@ -208,6 +185,7 @@ async function filter(p: Parsed): Promise<number> {
     return EXIT.tempFail;
   } finally {
     await spool.dispose();
+    await closeApp(app);
   }
 }
 
@@ -222,6 +200,7 @@ async function explain(p: Parsed): Promise<number> {
   try {
     raw = await readFile(file);
   } catch (e) {
+    await closeApp(app);
     process.stderr.write(`calendar-link-filter: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
     return EXIT.noInput;
   }
@@ -246,6 +225,7 @@ async function explain(p: Parsed): Promise<number> {
     parts: parts ?? null,
   };
   for (const g of plan.groups) await g.body?.dispose();
+  await closeApp(app);
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   return EXIT.ok;
 }

@@ -36,7 +36,7 @@ export class OverrideCache {
   private readonly unsubscribe: () => void;
   private readonly now: () => number;
   private readonly probeMs: number;
-  /** Bumped on every invalidation, so an answer fetched before a change is not cached after it. */
+  /** Bumped on every invalidation, so an answer fetched before a change is not taken as fresh after it. */
   private generation = 0;
   private downSince: number | null = null;
   private nextProbeAt = 0;
@@ -62,7 +62,10 @@ export class OverrideCache {
     return this.entries.size;
   }
 
-  /** key: drop that entry; null: keep every value only as a stale fallback (it must be fetched again). */
+  /**
+   * key: that entry, null: every entry must be fetched again. The old values stay only as the stale
+   * fallback for a Redis that fails right now; an answer still in flight is not cached.
+   */
   invalidate(key: string | null): void {
     this.generation++;
     if (key === null) {
@@ -71,7 +74,8 @@ export class OverrideCache {
       // A reconnect notification: Redis is probably back, so let the next lookup probe right away.
       this.nextProbeAt = 0;
     } else {
-      this.entries.delete(key);
+      const e = this.entries.get(key);
+      if (e) e.expires = 0;
       this.inflight.delete(key);
     }
   }
@@ -109,7 +113,8 @@ export class OverrideCache {
       return this.withoutStore(key, this.lastError);
     }
     this.markUp();
-    if (gen === this.generation) this.remember(key, value);
+    // Changed while in flight: the answer may predate the change, so keep it only as a stale fallback.
+    this.remember(key, value, gen === this.generation);
     return { ok: true, value, stale: false, from: 'store' };
   }
 
@@ -119,10 +124,10 @@ export class OverrideCache {
     return { ok: false, fallback: this.opts.fallback, error };
   }
 
-  private remember(key: string, value: Override | null): void {
+  private remember(key: string, value: Override | null, fresh: boolean): void {
     if (this.opts.maxEntries <= 0) return;
     this.entries.delete(key);
-    this.entries.set(key, { value, expires: this.now() + this.opts.ttlMs });
+    this.entries.set(key, { value, expires: fresh ? this.now() + this.opts.ttlMs : 0 });
     while (this.entries.size > this.opts.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);

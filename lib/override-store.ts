@@ -192,7 +192,7 @@ export class RedisOverrideStore implements OverrideStore {
     return this.bounded('get', async () => this.decode(key, await this.client.get(this.prefix + key)));
   }
 
-  set(key: string, value: Override): Promise<void> {
+  async set(key: string, value: Override): Promise<void> {
     const v = checked(value);
     return this.bounded('set', async () => {
       await this.client.set(this.prefix + key, encodeOverride(v));

@@ -8,7 +8,7 @@
 import type { Config } from './config.js';
 import type { HookRegistry } from './hooks.js';
 import type { LogFn } from './log.js';
-import { planDelivery, type DeliveryPlan } from './plan.js';
+import { planDelivery, type DeliveryGroup, type DeliveryPlan } from './plan.js';
 import { relayMessage, type NextHop } from './relay.js';
 import { combineForSmtp, REPLIES } from './replies.js';
 import type { Transaction } from './server.js';
@@ -29,9 +29,16 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
   const plan = await planDelivery(deps, tx.envelope, tx.spool, tx.scan, tx.id);
   try {
     const replies = new Map<string, Reply>();
-    const groups = config.dry_run ? [{ recipients: tx.envelope.to, body: null, url: null }] : plan.groups;
+    let groups: DeliveryGroup[] = config.dry_run ? [{ recipients: tx.envelope.to, body: null, url: null }] : plan.groups;
+    // An SMTP client hears one reply: defer the whole message rather than relay part of it.
+    const deferral = groups.find((g) => g.defer)?.defer;
+    if (deferral && !config.lmtp) groups = [{ recipients: tx.envelope.to, body: null, url: null, defer: deferral }];
     let response = '';
     for (const group of groups) {
+      if (group.defer) {
+        for (const r of group.recipients) replies.set(r.address, group.defer);
+        continue;
+      }
       for (const part of splitByDsn(group.recipients)) {
         const body = group.body ?? tx.spool;
         const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, body.stream(), body.size, {

@@ -11,7 +11,8 @@ import type { HookRegistry } from './hooks.js';
 import type { LogFn } from './log.js';
 import { analyzeMessage } from './mime-structure.js';
 import { Spool, type SpoolReader } from './spool.js';
-import type { Classification, Envelope, LinkResolution, MessageStructure, Recipient } from './types.js';
+import { REPLIES } from './replies.js';
+import type { Classification, Envelope, LinkResolution, MessageStructure, Recipient, Reply } from './types.js';
 import type { ScanResult } from './candidate-scan.js';
 
 export interface DeliveryGroup {
@@ -19,6 +20,8 @@ export interface DeliveryGroup {
   /** null: the original bytes. */
   body: Spool | null;
   url: string | null;
+  /** Set when these recipients must not be relayed now (override store down, policy tempfail). */
+  defer?: Reply;
 }
 
 export interface DeliveryPlan {
@@ -75,7 +78,9 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
 
   // One body per distinct link: no recipient ever receives another recipient's link.
   const byUrl = new Map<string | null, Recipient[]>();
+  const deferred: Recipient[] = [];
   envelope.to.forEach((r, i) => {
+    if (resolutions[i]!.source === 'tempfail') return void deferred.push(r);
     const url = resolutions[i]!.url;
     const list = byUrl.get(url) ?? [];
     list.push(r);
@@ -83,6 +88,7 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
   });
 
   const groups: DeliveryGroup[] = [];
+  if (deferred.length) groups.push({ recipients: deferred, body: null, url: null, defer: { ...REPLIES.storeDown } });
   for (const [url, recipients] of byUrl) {
     if (url === null) {
       groups.push({ recipients, body: null, url: null });

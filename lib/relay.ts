@@ -88,12 +88,15 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable, s
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) return onAbort();
 
+    // Before the greeting, any failure means "unreachable"; after it, "dropped or timed out".
+    let connected = false;
     conn.once('error', (err: NodeJS.ErrnoException & { responseCode?: number; response?: string }) => {
-      failAll(classifyError(err), err.message);
+      failAll(connected ? classifyError(err) : REPLIES.unreachable, err.message);
     });
-    conn.once('end', () => failAll(REPLIES.hopTimeout, 'next hop closed the connection'));
+    conn.once('end', () => failAll(connected ? REPLIES.hopTimeout : REPLIES.unreachable, 'next hop closed the connection'));
 
     conn.connect(() => {
+      connected = true;
       const dsn = group.ret || group.envid || group.to[0]?.notify || group.to[0]?.orcpt
         ? { ret: group.ret, envid: group.envid, notify: group.to[0]?.notify, orcpt: group.to[0]?.orcpt }
         : undefined;
@@ -131,10 +134,6 @@ function classifyError(err: { code?: string; responseCode?: number; response?: s
   if (err.response && /^[45]\d\d/.test(err.response)) return parseReply(err.response);
   switch (err.code) {
     case 'ECONNECTION':
-    case 'ECONNREFUSED':
-    case 'EDNS':
-    case 'ENOTFOUND':
-      return { ...REPLIES.unreachable };
     case 'ETIMEDOUT':
     case 'ESOCKET':
     case 'EPROTOCOL':

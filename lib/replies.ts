@@ -12,6 +12,7 @@ export const REPLIES = {
   unreachable: { code: 451, status: '4.4.1', message: 'Next hop unreachable, try again later' },
   hopTimeout: { code: 451, status: '4.4.2', message: 'Next hop timed out or dropped the connection, try again later' },
   internal: { code: 451, status: '4.3.0', message: 'Temporary filter failure, try again later' },
+  storeDown: { code: 451, status: '4.3.0', message: 'Link override store unavailable, try again later' },
   partial: { code: 451, status: '4.3.0', message: 'Next hop refused some recipients; the message will be retried for all (duplicates possible, no loss)' },
   shuttingDown: { code: 421, status: '4.3.2', message: 'Filter shutting down, try again later' },
   aborted: { code: 451, status: '4.3.2', message: 'Transaction cut off by shutdown, try again later' },

@@ -69,7 +69,9 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
     disabledCommands: ['AUTH', 'STARTTLS'],
     authOptional: true,
     hideDSN: false,
-    hideENHANCEDSTATUSCODES: false,
+    // smtp-server would prefix its own default enhanced code to every reply; we put the next
+    // hop's own code (or ours, lib/replies.ts) into the text instead, so it reaches the MTA unchanged
+    hideENHANCEDSTATUSCODES: true,
     disableReverseLookup: true,
     useXForward: true,
     size: opts.maxMessageSize,

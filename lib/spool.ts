@@ -37,12 +37,14 @@ export class Spool implements SpoolReader {
   private pending: Promise<void> = Promise.resolve();
   private finished = false;
   private disposed = false;
+  /** Set synchronously when the first chunk goes to disk, so later chunks never overtake it. */
+  private spilling = false;
   size = 0;
 
   constructor(private readonly opts: SpoolOptions) {}
 
   get inMemory(): boolean {
-    return this.file === null;
+    return !this.spilling;
   }
 
   get path(): string | null {
@@ -53,11 +55,12 @@ export class Spool implements SpoolReader {
   write(chunk: Buffer): Promise<void> {
     if (this.finished) return Promise.reject(new Error('spool: write after finish'));
     this.size += chunk.length;
-    if (this.file === null && this.mem + chunk.length <= this.opts.memoryLimit) {
+    if (!this.spilling && this.mem + chunk.length <= this.opts.memoryLimit) {
       this.chunks.push(chunk);
       this.mem += chunk.length;
       return Promise.resolve();
     }
+    this.spilling = true;
     this.pending = this.pending.then(() => this.writeToFile(chunk));
     return this.pending;
   }

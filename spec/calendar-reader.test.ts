@@ -90,6 +90,9 @@ test('garbage and empty input: no facts, a warning; the method parameter still c
     assert.ok(facts.warnings.length > 0);
   }
   assert.equal(readCalendar('garbage').method, null);
+  // ical.js quotes the bad line in its error; the warning stays short anyway.
+  const long = readCalendar('x'.repeat(100_000));
+  assert.ok(long.warnings.length > 0 && long.warnings.every((w) => w.length <= 200));
 });
 
 test('unterminated calendar (a cut-off part) is closed and read, with a warning', () => {

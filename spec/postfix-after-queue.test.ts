@@ -35,7 +35,7 @@ function message(id: string): Buffer {
 const FROM = 'alice@example.org';
 const TO = ['bob@example.com', 'carol@example.net'];
 
-interface Rig { sink: Sink; postfix: PostfixInstance; filterArgs: string[] }
+interface Rig { sink: Sink; postfix: PostfixInstance; filterPort: number; filterArgs: string[] }
 
 /** Sink, then Postfix pointing at a filter port, all torn down by the test even when it fails. */
 async function rig(t: TestContext): Promise<Rig> {
@@ -45,7 +45,7 @@ async function rig(t: TestContext): Promise<Rig> {
   const postfix = await startPostfix({ filterPort, sinkPort: sink.port });
   t.after(() => postfix.stop());
   const filterArgs = ['serve', '--listen', `127.0.0.1:${filterPort}`, '--next-hop', `smtp://127.0.0.1:${postfix.reinjectPort}`];
-  return { sink, postfix, filterArgs };
+  return { sink, postfix, filterPort, filterArgs };
 }
 
 async function filter(t: TestContext, args: string[]): Promise<FilterProcess> {
@@ -57,7 +57,10 @@ async function filter(t: TestContext, args: string[]): Promise<FilterProcess> {
 async function submit(port: number, raw: Buffer): Promise<void> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
   try {
-    const info = await transport.sendMail({ envelope: { from: FROM, to: TO }, raw });
+    // DSN parameters must survive both legs: Postfix passes them on only to a peer that
+    // announces DSN, which the filter and the reinjection smtpd both must.
+    const dsn = { ret: 'HDRS', envid: 'calfilter-test', notify: ['SUCCESS', 'FAILURE'] };
+    const info = await transport.sendMail({ envelope: { from: FROM, to: TO }, raw, dsn });
     assert.deepEqual(info.rejected, [], 'Postfix refused a recipient');
   } finally {
     transport.close();
@@ -74,9 +77,23 @@ function withoutReceived(raw: Buffer): Buffer {
 function assertDelivered(m: SinkMessage, original: Buffer): void {
   assert.equal(m.envelope.from, FROM);
   assert.deepEqual(m.envelope.to.map((r) => r.address).sort(), [...TO].sort());
+  assert.equal(m.envelope.params.RET, 'HDRS');
+  assert.equal(m.envelope.params.ENVID, 'calfilter-test');
+  for (const r of m.envelope.to) assert.equal(r.params.NOTIFY, 'SUCCESS,FAILURE', r.address);
+  assert.equal(m.envelope.params.BODY, '8BITMIME', 'the 8-bit body must travel as 8BITMIME');
   assert.ok(/^Received:/.test(m.raw.toString('latin1')), 'Postfix should have added Received:');
   assert.ok(withoutReceived(m.raw).equals(original),
     `headers or body changed on the way:\n${withoutReceived(m.raw).toString('utf8')}`);
+}
+
+/** The sink's first message; on timeout the error carries Postfix's log, which says where it stuck. */
+async function firstAtSink(sink: Sink, postfix: PostfixInstance): Promise<SinkMessage> {
+  try {
+    const [m] = await sink.waitFor(1, 20_000);
+    return m!;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- maillog ---\n${await postfix.log()}`);
+  }
 }
 
 async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -90,27 +107,27 @@ async function until<T>(what: string, ms: number, probe: () => Promise<T | undef
 }
 
 test('a message submitted to Postfix reaches the sink through the filter, unchanged', { skip, timeout: 60_000 }, async (t) => {
-  const { sink, postfix, filterArgs } = await rig(t);
+  const { sink, postfix, filterPort, filterArgs } = await rig(t);
   await filter(t, filterArgs);
   const original = message('through');
 
   await submit(postfix.smtpPort, original);
-  const [m] = await sink.waitFor(1, 20_000).catch(async (err: Error) => {
-    throw new Error(`${err.message}\n--- maillog ---\n${await postfix.log()}`);
-  });
+  const m = await firstAtSink(sink, postfix);
 
   assertDelivered(m, original);
-  assert.equal(sink.messages.length, 1);
-  // Both legs in Postfix's own words: to the filter, then from the reinjection smtpd to the sink.
-  const log = await postfix.log();
-  assert.match(log, new RegExp(`relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${filterArgs[2].split(':')[1]},.*status=sent`));
-  assert.match(log, new RegExp(`relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${sink.port},.*status=sent`));
+  // Both legs in Postfix's own words: to the filter, then from the reinjection smtpd to the
+  // sink. Polled: a line is written after the peer's reply, which can trail the sink's record.
+  const leg = (port: number) => new RegExp(`relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${port},.*status=sent`);
+  await until('both legs logged as sent', 10_000, async () => {
+    const log = await postfix.log();
+    return leg(filterPort).test(log) && leg(sink.port).test(log) ? true : undefined;
+  });
   await until('an empty queue', 10_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined));
+  assert.equal(sink.messages.length, 1);
 });
 
 test('with the filter down, mail waits in the deferred queue and is delivered once when it is back', { skip, timeout: 90_000 }, async (t) => {
-  const { sink, postfix, filterArgs } = await rig(t);
-  const filterPort = filterArgs[2].split(':')[1];
+  const { sink, postfix, filterPort, filterArgs } = await rig(t);
   const first = await filter(t, filterArgs);
   await first.stop();
   const original = message('held');
@@ -120,16 +137,16 @@ test('with the filter down, mail waits in the deferred queue and is delivered on
   const held = await until('the message in the deferred queue', 15_000, async () =>
     (await postfix.queue()).find((e) => e.queue_name === 'deferred'));
   assert.match(held.recipients[0]?.delay_reason ?? '', new RegExp(`127\\.0\\.0\\.1\\]:${filterPort}: Connection refused`));
-  // Several retries (one every second or two) go by; still queued, still nothing at the sink.
-  await new Promise((r) => setTimeout(r, 3_000));
+  // Retries (one every second or two) find the filter still down: still queued, nothing at the sink.
+  const deferrals = new RegExp(`${held.queue_id}: to=<[^>]+>, relay=none, .*status=deferred`, 'g');
+  await until('three failed attempts', 15_000, async () =>
+    ((await postfix.log()).match(deferrals)?.length ?? 0) >= 3 * TO.length ? true : undefined);
   assert.deepEqual(await postfix.queueIds(), [held.queue_id]);
   assert.equal(sink.messages.length, 0);
 
   await filter(t, filterArgs); // the same port again
   await postfix.flush();
-  const [m] = await sink.waitFor(1, 20_000).catch(async (err: Error) => {
-    throw new Error(`${err.message}\n--- maillog ---\n${await postfix.log()}`);
-  });
+  const m = await firstAtSink(sink, postfix);
   assertDelivered(m, original);
 
   // Once the queue is empty nothing else can be on its way: exactly one copy arrived.

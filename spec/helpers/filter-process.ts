@@ -83,14 +83,14 @@ export async function startFilter(args: string[], opts: FilterOptions = {}): Pro
     return result;
   };
 
-  const ready = await Promise.race([
-    waitForGreeting(host, port, opts.readyTimeoutMs ?? 15_000).then(() => null),
-    exited.then((e) => new Error(`filter exited before listening (code ${e.code}, signal ${e.signal})`)),
-  ]).catch((e: Error) => e);
-  if (ready) {
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  try {
+    await waitForGreeting(host, port, opts.readyTimeoutMs ?? 15_000, gone);
+    if (gone()) throw new Error('filter exited right after something greeted on its port');
+  } catch (e) {
     await stop(2_000);
     const tail = err.lines.slice(-20).join('\n');
-    throw new Error(`${ready.message}\n  command: node ${[...node, ...args].join(' ')}\n  stderr:\n${tail}`);
+    throw new Error(`${(e as Error).message}\n  command: node ${[...node, ...args].join(' ')}\n  stderr:\n${tail}`);
   }
   return {
     port,
@@ -106,9 +106,10 @@ export async function startFilter(args: string[], opts: FilterOptions = {}): Pro
 /** `--listen HOST:PORT` or `--listen=HOST:PORT`; a test must never rely on the default 10025. */
 function listenAddress(args: string[]): { host: string; port: number } {
   const i = args.findIndex((a) => a === '--listen' || a.startsWith('--listen='));
-  const value = i < 0 ? undefined : args[i].includes('=') ? args[i].slice('--listen='.length) : args[i + 1];
-  const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(value ?? '');
-  if (!m || Number(m[2]) === 0) throw new Error(`startFilter needs --listen HOST:PORT with a real port, got ${value}`);
+  const flag = args[i] ?? '';
+  const value = flag.startsWith('--listen=') ? flag.slice('--listen='.length) : args[i + 1];
+  const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(i < 0 ? '' : value ?? '');
+  if (!m?.[1] || Number(m[2]) === 0) throw new Error(`startFilter needs --listen HOST:PORT with a real port, got ${value}`);
   return { host: m[1], port: Number(m[2]) };
 }
 
@@ -125,9 +126,10 @@ function lineCollector(stream: NodeJS.ReadableStream): { lines: string[] } {
 }
 
 /** Connect until the server sends its 220 banner; then QUIT, so the probe is a clean session. */
-async function waitForGreeting(host: string, port: number, timeoutMs: number): Promise<void> {
+async function waitForGreeting(host: string, port: number, timeoutMs: number, gone: () => boolean): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
+    if (gone()) throw new Error('filter exited before it listened');
     if (await greets(host, port)) return;
     if (Date.now() > until) throw new Error(`nothing greeted with 220 on ${host}:${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));

@@ -5,7 +5,7 @@
 // also killed on process exit, and each temporary directory is removed on stop.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,7 +97,9 @@ async function endProc(p: Proc, signal: NodeJS.Signals): Promise<void> {
 }
 
 function baseArgs(port: number, dir: string): string[] {
-  return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir, '--logfile', ''];
+  return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir, '--logfile', '',
+    // Redis 7 refuses DEBUG (used for DEBUG SLEEP) unless allowed; loopback only.
+    '--enable-debug-command', 'local'];
 }
 
 /** One standalone redis-server on an ephemeral loopback port. */
@@ -207,4 +209,29 @@ async function waitForClusterOk(ports: number[], ms: number): Promise<void> {
     }
     return true;
   });
+}
+
+export interface RedisSentinel {
+  port: number;
+  /** redis+sentinel://127.0.0.1:PORT/NAME */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** One Sentinel (quorum 1) watching a standalone server started by startRedis(), under `name`. */
+export async function startSentinel(master: RedisServer, name = 'calmaster'): Promise<RedisSentinel> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'calfilter-sentinel-'));
+  // Sentinel rewrites its config file, so it gets a file of its own in the temporary directory.
+  const conf = join(dir, 'sentinel.conf');
+  await writeFile(conf, `port ${port}\nbind 127.0.0.1\nsentinel monitor ${name} 127.0.0.1 ${master.port} 1\n`);
+  const proc = spawnServer([conf, '--sentinel', '--dir', dir, '--logfile', ''], dir);
+  const stop = async () => { await endProc(proc, 'SIGKILL'); await rm(dir, { recursive: true, force: true }); };
+  try {
+    await waitFor(`sentinel on port ${port}`, 10_000, async () => (await cli(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)).includes(String(master.port)));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, url: `redis+sentinel://127.0.0.1:${port}/${name}`, stop };
 }

@@ -29,7 +29,7 @@ export type SinkAnswer = number | { code: number; text?: string } | { drop: numb
 export interface SinkQuestion {
   /** `rcpt`: one RCPT TO (`rcpt` set). `data`: after DATA, once per transaction, or in LMTP once per recipient. */
   phase: 'rcpt' | 'data';
-  rcpt?: string;
+  rcpt?: string | undefined;
   envelope: SinkEnvelope;
   /** 1 for the first transaction this sink has seen (counted at MAIL FROM), 2 for the next, … */
   transaction: number;
@@ -48,6 +48,7 @@ export interface SinkMessage {
 
 export interface Sink {
   port: number;
+  /** Recorded when DATA ends, just before the sink's reply goes out. */
   messages: SinkMessage[];
   setBehaviour(fn: Behaviour): void;
   /** Resolves with `messages` once it holds at least `n`; rejects after `timeoutMs`. */
@@ -78,10 +79,11 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const server = new SMTPServer({
     lmtp: opts.lmtp ?? false,
     // The defaults are wrong for a peer that must see everything a real MTA sends: no AUTH
-    // (530 would be a 5xx), DSN and enhanced status codes visible, no reverse DNS.
+    // (530 would be a 5xx), DSN visible, no reverse DNS. Enhanced status codes stay off so a reply
+    // goes out exactly as the test wrote it; tests write their own ('5.1.1 No such user').
     disabledCommands: ['AUTH', 'STARTTLS'],
     hideDSN: hide.has('DSN'),
-    hideENHANCEDSTATUSCODES: false,
+    hideENHANCEDSTATUSCODES: true,
     hide8BITMIME: hide.has('8BITMIME'),
     hideSMTPUTF8: hide.has('SMTPUTF8'),
     hidePIPELINING: hide.has('PIPELINING'),
@@ -131,7 +133,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
         if (silent) return record({ envelope, raw, replies: rcpts.map(() => 'silent') });
         record({ envelope, raw, replies: answers.map(codeOf) });
         if (opts.lmtp) callback(null, answers.map((a) => toError(a) ?? 'OK: delivered'));
-        else callback(toError(answers[0]), 'OK: queued');
+        else callback(toError(answers[0] ?? 250), 'OK: queued');
       });
     },
   });
@@ -203,6 +205,6 @@ function codeOf(answer: SinkAnswer): number {
 function toError(answer: SinkAnswer): (Error & { responseCode: number }) | null {
   const code = codeOf(answer);
   if (code < 400) return null;
-  const text = typeof answer === 'object' && 'text' in answer && answer.text ? answer.text : code >= 500 ? 'Error: rejected by sink' : 'Error: try again later (sink)';
+  const text = typeof answer === 'object' && 'text' in answer && answer.text ? answer.text : code >= 500 ? '5.0.0 Rejected by the sink' : '4.0.0 Try again later (sink)';
   return Object.assign(new Error(text), { responseCode: code });
 }

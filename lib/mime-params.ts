@@ -1,0 +1,167 @@
+// Lenient reading of MIME header values: "type/subtype; key=value; …" and RFC 2047 encoded words.
+// In: one unfolded header value as a string. Out: the lower-case main value and a key→value map
+// (keys lower-case; quotes, comments, RFC 2231 continuations and charsets resolved).
+// Fails: never throws. Garbage yields what could be read (`method=REQUEST;;` → { method: "REQUEST" });
+// a charset iconv-lite does not know leaves the bytes as latin1 text.
+
+import iconv from 'iconv-lite';
+
+export interface HeaderValue {
+  value: string;
+  params: Record<string, string>;
+}
+
+/** Splits `value` on `sep` outside double quotes and outside (comments). */
+function splitOutsideQuotes(value: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let depth = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (quoted) {
+      cur += c;
+      if (c === '\\' && i + 1 < value.length) cur += value[++i];
+      else if (c === '"') quoted = false;
+    } else if (c === '"' && depth === 0) {
+      quoted = true;
+      cur += c;
+    } else if (c === '(') {
+      depth++; // comments are dropped, as mailsplit drops them for the structure
+    } else if (c === ')' && depth > 0) {
+      depth--;
+    } else if (depth > 0) {
+      // inside a comment
+    } else if (c === sep) {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+function unquote(v: string): string {
+  v = v.trim();
+  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
+    return v.slice(1, -1).replace(/\\(.)/g, '$1');
+  }
+  if (v.startsWith('"')) return v.slice(1).replace(/\\(.)/g, '$1'); // unterminated quote: take the rest
+  return v;
+}
+
+function decodeBytes(bytes: Buffer, charset: string): string {
+  const cs = charset.trim().toLowerCase() || 'us-ascii';
+  try {
+    if (cs === 'utf-8' || cs === 'utf8') return bytes.toString('utf8');
+    if (iconv.encodingExists(cs)) return iconv.decode(bytes, cs);
+  } catch {
+    // fall through to latin1: a wrong character is better than a lost parameter
+  }
+  return bytes.toString('latin1');
+}
+
+function percentDecode(s: string): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+      out.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (c < 0x80) {
+      out.push(c);
+    } else {
+      out.push(...Buffer.from(s[i], 'utf8')); // raw 8-bit text where only %xx belongs: keep it readable
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** Decodes RFC 2047 encoded words (`=?charset?B|Q?…?=`); whitespace between adjacent words is dropped. */
+export function decodeEncodedWords(s: string): string {
+  if (!s.includes('=?')) return s;
+  const re = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
+  let out = '';
+  let last = 0;
+  let prevWasWord = false;
+  for (let m = re.exec(s); m; m = re.exec(s)) {
+    const between = s.slice(last, m.index);
+    if (!(prevWasWord && /^\s*$/.test(between))) out += between;
+    const charset = m[1].split('*')[0]; // RFC 2231 language suffix
+    let bytes: Buffer;
+    if (m[2].toLowerCase() === 'b') {
+      bytes = Buffer.from(m[3], 'base64');
+    } else {
+      bytes = percentDecode(m[3].replace(/_/g, ' ').replace(/=([0-9a-fA-F]{2})/g, '%$1'));
+    }
+    out += decodeBytes(bytes, charset);
+    last = re.lastIndex;
+    prevWasWord = true;
+  }
+  return out + s.slice(last);
+}
+
+/**
+ * Parses a structured header value. Parameters: first occurrence wins; `name*0`, `name*1*` … are
+ * joined; `name*=charset'lang'%xx` is decoded; quoted values are unquoted; encoded words in
+ * name/filename values are decoded.
+ */
+export function parseHeaderValue(raw: string): HeaderValue {
+  const pieces = splitOutsideQuotes(raw ?? '', ';');
+  const value = unquote(pieces[0] ?? '').trim().toLowerCase();
+  const plain: Record<string, string> = {};
+  const continued = new Map<string, Array<{ n: number; v: string; enc: boolean }>>();
+  for (const piece of pieces.slice(1)) {
+    const eq = piece.indexOf('=');
+    if (eq <= 0) continue; // `;;`, a bare token, or `=value` without a key
+    const key = piece.slice(0, eq).trim().toLowerCase();
+    const val = piece.slice(eq + 1);
+    if (!key) continue;
+    const m = /^([^*]+)\*(?:(\d+)\*?|)$/.exec(key);
+    if (m && key.includes('*')) {
+      const base = m[1];
+      const enc = key.endsWith('*');
+      const n = m[2] === undefined ? 0 : Number(m[2]);
+      const list = continued.get(base) ?? [];
+      if (!list.some((x) => x.n === n)) list.push({ n, v: unquote(val), enc });
+      continued.set(base, list);
+    } else if (!(key in plain)) {
+      plain[key] = unquote(val);
+    }
+  }
+  const params: Record<string, string> = {};
+  for (const [base, list] of continued) {
+    list.sort((a, b) => a.n - b.n);
+    let charset = 'utf-8';
+    let text = '';
+    let pending: Buffer[] = []; // adjacent encoded segments decode together: a character may span two
+    const flush = () => {
+      if (pending.length) text += decodeBytes(Buffer.concat(pending), charset);
+      pending = [];
+    };
+    list.forEach((seg, i) => {
+      let v = seg.v;
+      if (seg.enc) {
+        if (i === 0) {
+          const q = /^([^']*)'[^']*'(.*)$/s.exec(v);
+          if (q) {
+            charset = q[1] || 'utf-8';
+            v = q[2];
+          }
+        }
+        pending.push(percentDecode(v));
+      } else {
+        flush();
+        text += v;
+      }
+    });
+    flush();
+    params[base] = text;
+  }
+  // an RFC 2231 value is the better one when both forms are present
+  for (const [k, v] of Object.entries(plain)) if (!(k in params)) params[k] = v;
+  for (const k of ['name', 'filename']) if (params[k]) params[k] = decodeEncodedWords(params[k]);
+  return { value, params };
+}

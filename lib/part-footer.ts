@@ -1,0 +1,248 @@
+// The footer inside one body part, in that part's own charset and transfer encoding.
+// In: the raw body bytes of a text/plain or text/html part, its MimePart, the Unicode footer string.
+// Out: the new raw body bytes (what goes between the part's header block and its closing delimiter).
+// 7bit/8bit/binary: bytes added as they are; quoted-printable: the existing encoded lines are kept and
+// the footer is added as new encoded lines; base64: decoded, changed, re-encoded at the same line length.
+// Fails: returns { ok: false, why } (never throws) when the footer cannot be added safely.
+
+import type { MimePart } from './types.js';
+import {
+  base64LineLength, charsetInfo, decodeBase64, decodeQP, detectLineBreak, encodeBase64Lines, encodeFooterUnits,
+  iso2022AsciiAt, qpEncodedOffset, qpEncodeUnits, type CharsetInfo, type LineBreak,
+} from './part-codec.js';
+
+export type PartResult = { ok: true; body: Buffer } | { ok: false; why: string };
+
+/** RFC 5322 2.1.1: a line is at most 998 bytes without its CRLF. */
+export const MAX_LINE = 998;
+const ESC_ASCII = Buffer.from([0x1b, 0x28, 0x42]); // ESC ( B
+
+/** Footer text as lines: CR/LF normalised, controls gone, trailing blanks trimmed except the "-- " separator. */
+export function footerLines(text: string): string[] {
+  const lines = text
+    .replace(/\r\n?/g, '\n')
+    .split('\n')
+    .map((l) => l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''))
+    .map((l) => (l === '-- ' ? l : l.replace(/[ \t]+$/, '')));
+  while (lines.length && lines[0] === '') lines.shift();
+  while (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+const isWsp = (u: Buffer | undefined) => u !== undefined && u.length === 1 && (u[0] === 0x20 || u[0] === 0x09);
+
+/** Footer text lines as charset units; flowed text is space-stuffed (RFC 3676 4.4). */
+export function textUnits(text: string, info: CharsetInfo, asciiOnly: boolean, flowed: boolean): Buffer[][] {
+  return footerLines(text).map((line) => {
+    const units = encodeFooterUnits(line, info, 'text', asciiOnly);
+    // transliteration can leave a trailing space, and in flowed text that would join the next line
+    if (line !== '-- ') while (isWsp(units[units.length - 1])) units.pop();
+    if (flowed) {
+      const head = Buffer.concat(units.slice(0, 5)).toString('latin1');
+      if (head.startsWith(' ') || head.startsWith('>') || head.startsWith('From ')) units.unshift(Buffer.from(' '));
+    }
+    return units;
+  });
+}
+
+/** Mode flags of a part for the footer. */
+function partMode(part: MimePart) {
+  const info = charsetInfo(part.charset);
+  return { info, asciiOnly: part.encoding === '7bit' || info.asciiOnly };
+}
+
+function decodeBody(part: MimePart, body: Buffer): Buffer {
+  if (part.encoding === 'quoted-printable') return decodeQP(body);
+  if (part.encoding === 'base64') return decodeBase64(body);
+  return body;
+}
+
+/** How far from the end the tail-first searches look before they read the whole body. */
+const TAIL = 1024;
+
+/** Start of the physical line that holds byte `pos` (0 when there is none before it). */
+const lineStartBefore = (buf: Buffer, pos: number): number => (pos <= 0 ? 0 : buf.lastIndexOf(0x0a, pos) + 1);
+
+/**
+ * The end of a quoted-printable body decoded, from a line start near the end: QP lines decode on
+ * their own, so the tail decodes as the whole would. Long enough to hold the last decoded line.
+ */
+function qpTail(body: Buffer): { decoded: Buffer; from: number } {
+  const from = lineStartBefore(body, body.length - TAIL);
+  const decoded = decodeQP(body.subarray(from));
+  const lf = decoded.lastIndexOf(0x0a, decoded.length - 2);
+  return from === 0 || lf >= 0 ? { decoded, from } : { decoded: decodeQP(body), from: 0 };
+}
+
+/** Index of the last match of `re` in `buf`, looking at the tail first; -1 when there is none. */
+function lastMatch(buf: Buffer, re: RegExp): number {
+  // a match that lies wholly in the tail is the last one; one cut by the tail's start leaves none there
+  for (const from of buf.length > TAIL ? [buf.length - TAIL, 0] : [0]) {
+    let last = -1;
+    for (const m of buf.toString('latin1', from).matchAll(re)) last = m.index ?? -1;
+    if (last >= 0) return from + last;
+  }
+  return -1;
+}
+
+/** Lines of `units` that would break the message if written raw: too long, or read as a delimiter. */
+function rawLineProblem(lines: Buffer[], boundaries: string[]): string | null {
+  for (const l of lines) {
+    if (l.length > MAX_LINE) return `a footer line is ${l.length} bytes, more than ${MAX_LINE}`;
+    if (l[0] === 0x2d && l[1] === 0x2d) {
+      const s = l.toString('latin1');
+      if (boundaries.some((b) => s.startsWith('--' + b))) return 'a footer line would read as a MIME boundary';
+    }
+  }
+  return null;
+}
+
+function reencodeBase64(original: Buffer, decoded: Buffer, lb: LineBreak): Buffer {
+  const out = encodeBase64Lines(decoded, base64LineLength(original), lb);
+  // keep whatever line break the original body ended with (mostly none: it belongs to the delimiter)
+  return original[original.length - 1] === 0x0a ? Buffer.concat([out, Buffer.from(lb)]) : out;
+}
+
+function lastLine(buf: Buffer, endsLb: boolean): Buffer {
+  const end = endsLb ? buf.lastIndexOf(0x0a) : buf.length;
+  const start = end > 0 ? buf.lastIndexOf(0x0a, end - 1) + 1 : 0;
+  return buf.subarray(start, end);
+}
+
+/**
+ * Appends the text footer: the body is ended with a line break, then one empty line ends the last
+ * paragraph (needed for format=flowed, tidy for the rest), then the footer lines.
+ */
+export function appendTextFooter(part: MimePart, body: Buffer, text: string, fallbackLb: LineBreak, boundaries: string[]): PartResult {
+  const { info, asciiOnly } = partMode(part);
+  const flowed = (part.params.format ?? '').trim().toLowerCase() === 'flowed';
+  const lb = detectLineBreak(body, fallbackLb);
+  const lines = textUnits(text, info, asciiOnly, flowed);
+  if (!lines.length) return { ok: false, why: 'empty text footer' };
+  // only the end matters here (ISO-2022 needs the mode, so the whole); base64 is re-encoded anyway
+  const decoded = part.encoding === 'quoted-printable' && !info.iso2022 ? qpTail(body).decoded : decodeBody(part, body);
+
+  const empty = decoded.length === 0;
+  const endsLb = !empty && decoded[decoded.length - 1] === 0x0a;
+  const last = lastLine(decoded, endsLb).toString('latin1').replace(/\r$/, '');
+  // in flowed text a line of spaces is a soft break too, so only a truly empty line ends a paragraph
+  const blank = flowed ? last === '' : /^[ \t]*$/.test(last);
+  const breaks = empty ? 0 : (endsLb ? 0 : 1) + (blank ? 0 : 1);
+  if (info.iso2022 && !iso2022AsciiAt(decoded, decoded.length)) lines[0].unshift(ESC_ASCII); // appended ASCII must be read as ASCII
+  const mirror = endsLb ? lb : '';
+
+  if (part.encoding === 'quoted-printable') {
+    const enc = lines.map((u) => qpEncodeUnits(u, lb, true)).join(lb);
+    let prefix = '';
+    let n = breaks;
+    if (!empty && body[body.length - 1] !== 0x0a) {
+      const tail = lastLine(body, false).toString('latin1').replace(/[ \t\r]+$/, '');
+      prefix = lb; // ends the physical line: a soft break completes, a hard line becomes the missing newline
+      if (!tail.endsWith('=')) n--;
+    }
+    return { ok: true, body: Buffer.concat([body, Buffer.from(prefix + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1')]) };
+  }
+
+  const raw = lines.map((u) => Buffer.concat(u));
+  if (part.encoding === 'base64') {
+    // inside base64 the text has line breaks of its own, whatever the encoded lines use
+    const dlb = detectLineBreak(decoded, lb);
+    const added = Buffer.concat([Buffer.from(dlb.repeat(breaks)), joinLines(raw, dlb), Buffer.from(endsLb ? dlb : '')]);
+    return { ok: true, body: reencodeBase64(body, Buffer.concat([decoded, added]), lb) };
+  }
+  const added = Buffer.concat([Buffer.from(lb.repeat(breaks)), joinLines(raw, lb), Buffer.from(mirror)]);
+  const problem = rawLineProblem(raw, boundaries);
+  if (problem) return { ok: false, why: problem };
+  return { ok: true, body: Buffer.concat([body, added]) };
+}
+
+function joinLines(lines: Buffer[], lb: LineBreak): Buffer {
+  const out: Buffer[] = [];
+  lines.forEach((l, i) => {
+    if (i) out.push(Buffer.from(lb));
+    out.push(l);
+  });
+  return Buffer.concat(out);
+}
+
+/** Where the HTML footer goes: before the last </body>, else the last </html>, else the end. */
+export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
+  for (const re of [/<\/body\s*>/gi, /<\/html\s*>/gi]) {
+    if (!iso2022) {
+      const at = lastMatch(html, re);
+      if (at >= 0) return at;
+      continue;
+    }
+    // in ISO-2022 text "<" can be half of a two-byte character: only ASCII-mode hits count
+    const hits = [...html.toString('latin1').matchAll(re)].map((m) => m.index ?? 0);
+    for (let k = hits.length - 1; k >= 0; k--) if (iso2022AsciiAt(html, hits[k])) return hits[k];
+  }
+  return html.length;
+}
+
+/** Inserts the HTML footer before the last </body> (else </html>, else at the end). */
+export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fallbackLb: LineBreak, boundaries: string[]): PartResult {
+  const { info, asciiOnly } = partMode(part);
+  const lb = detectLineBreak(body, fallbackLb);
+  const lines = footerLines(html).map((l) => encodeFooterUnits(l, info, 'html', asciiOnly));
+  if (!lines.length) return { ok: false, why: 'empty HTML footer' };
+  if (part.encoding === 'quoted-printable') {
+    const enc = lines.map((u, i) => qpEncodeUnits(u, lb, i < lines.length - 1)).join(lb);
+    let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpTail(body);
+    let at = htmlInsertionPoint(tail.decoded, info.iso2022);
+    if (at === tail.decoded.length && tail.from > 0) {
+      tail = { decoded: decodeQP(body), from: 0 }; // nothing in the tail: look at the whole
+      at = htmlInsertionPoint(tail.decoded, info.iso2022);
+    }
+    if (at < tail.decoded.length) {
+      const e = tail.from + qpEncodedOffset(body.subarray(tail.from), at);
+      const prefix = e === 0 || body[e - 1] === 0x0a ? '' : '=' + lb;
+      // soft breaks on both sides: the decoded footer sits exactly in front of </body>
+      const ins = Buffer.from(prefix + enc + '=' + lb, 'latin1');
+      return { ok: true, body: Buffer.concat([body.subarray(0, e), ins, body.subarray(e)]) };
+    }
+    let prefix = '';
+    if (body.length && body[body.length - 1] !== 0x0a) {
+      const tail = lastLine(body, false).toString('latin1');
+      const trimmed = tail.replace(/[ \t\r]+$/, '');
+      // a soft break keeps the decoded text as is; after trailing blanks it would keep them, so break the line
+      prefix = trimmed.endsWith('=') || trimmed !== tail ? lb : '=' + lb;
+    }
+    return { ok: true, body: Buffer.concat([body, Buffer.from(prefix + enc, 'latin1')]) };
+  }
+
+  const decoded = decodeBody(part, body);
+  const at = htmlInsertionPoint(decoded, info.iso2022);
+  const raw = lines.map((u) => Buffer.concat(u));
+  if (part.encoding === 'base64') {
+    const ins = joinLines(raw, detectLineBreak(decoded, lb));
+    return { ok: true, body: reencodeBase64(body, Buffer.concat([decoded.subarray(0, at), ins, decoded.subarray(at)]), lb) };
+  }
+  let ins = joinLines(raw, lb);
+  const problem = rawLineProblem(raw, boundaries);
+  if (problem) return { ok: false, why: problem };
+  // joined into the line around </body> the result may pass 998 bytes: then the footer gets lines of its own
+  const lineStart = decoded.lastIndexOf(0x0a, at - 1) + 1;
+  const nl = decoded.indexOf(0x0a, at);
+  const lineEnd = nl < 0 ? decoded.length : nl > 0 && decoded[nl - 1] === 0x0d ? nl - 1 : nl;
+  const head = at - lineStart + raw[0].length;
+  const tail = raw[raw.length - 1].length + (lineEnd - at);
+  if ((raw.length === 1 ? head + lineEnd - at : Math.max(head, tail)) > MAX_LINE) {
+    ins = Buffer.concat([Buffer.from(at > lineStart ? lb : ''), ins, Buffer.from(lb)]);
+  }
+  return { ok: true, body: Buffer.concat([body.subarray(0, at), ins, body.subarray(at)]) };
+}
+
+/** A new text/plain part holding only the footer (wrap case): header lines and body. */
+export function footerPart(text: string, lb: LineBreak, boundaries: string[]): { headers: string[]; body: Buffer } | null {
+  const info = charsetInfo('utf-8');
+  const lines = textUnits(text, info, false, false);
+  if (!lines.length) return null;
+  const raw = lines.map((u) => Buffer.concat(u));
+  const ascii = raw.every((l) => l.every((c) => c < 0x80));
+  if (ascii && !rawLineProblem(raw, boundaries)) {
+    return { headers: ['Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 7bit'], body: joinLines(raw, lb) };
+  }
+  const enc = lines.map((u) => qpEncodeUnits(u, lb, true)).join(lb);
+  return { headers: ['Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: quoted-printable'], body: Buffer.from(enc, 'latin1') };
+}

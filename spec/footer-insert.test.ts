@@ -1,0 +1,314 @@
+// The footer rewriter: golden files for every fixture (fixtures/golden, regenerated on purpose only with
+// spec/helpers/regen-golden.ts), property checks against an independent parser (mailparser) that do not
+// depend on the golden files, target choice, and the per-encoding edge cases.
+// Run: node --import tsx --test spec/footer-insert.test.ts
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import { analyzeMessage, isClassifierPart } from '../lib/mime-structure.js';
+import { chooseTargets, hasMarker, planRewrite, rewriteMessage, RewriteRefused, type Targets } from '../lib/footer-insert.js';
+import { appendTextFooter, insertHtmlFooter } from '../lib/part-footer.js';
+import { decodeQP } from '../lib/part-codec.js';
+import type { MessageStructure, MimePart } from '../lib/types.js';
+import { CORPUS_DIR, CORPUS_SKIP_MESSAGE, corpusFile, expectedRows } from './helpers/corpus.js';
+import {
+  chunkedReader, collect, fixtureNames, GOLDEN_DIR, MARKER_LINE, processMessage, readFixture, stubClassification, TEST_FOOTER, wantsFooter,
+} from './helpers/mail-fixtures.js';
+
+const URL = 'https://cal.example.org/m/k1.AbC-123_x?x=1&y=2';
+const BODY_FIELDS = new Set(['content-type', 'content-transfer-encoding', 'content-disposition', 'content-id', 'content-description', 'mime-version']);
+
+const partBytes = (raw: Buffer, p: MimePart) => raw.subarray(p.headerStart, p.bodyEnd);
+const headBytes = (raw: Buffer, p: MimePart) => raw.subarray(p.headerStart, p.bodyStart);
+
+/** Every property a rewritten message must have; `name` for messages. Independent of golden files. */
+async function checkProperties(name: string, before: Buffer, after: Buffer, s1: MessageStructure): Promise<void> {
+  const { structure: s2 } = await analyzeMessage(chunkedReader(after));
+  assert.equal(s2.damaged, false, `${name}: output parses whole`);
+  const [a, b]: ParsedMail[] = [await simpleParser(before), await simpleParser(after)];
+
+  // headers: exactly one added line (the marker) first; a wrapped lone body only moves its body fields
+  const wrappedRoot = !s1.parts[0].multipart && s2.parts[0].multipart;
+  assert.deepEqual(b.headerLines[0], { key: 'x-calendar-link', line: MARKER_LINE }, `${name}: marker first`);
+  const keep = (l: { key: string }) => !wrappedRoot || !BODY_FIELDS.has(l.key);
+  assert.deepEqual(b.headerLines.slice(1).filter(keep), a.headerLines.filter(keep), `${name}: original headers unchanged`);
+  assert.equal(b.headerLines.filter((l) => l.key === 'x-calendar-link').length, 1, `${name}: one marker`);
+
+  // attachments and calendar parts decode identically, and keep their raw bytes
+  assert.equal(b.attachments.length, a.attachments.length, `${name}: attachment count`);
+  a.attachments.forEach((att, i) => {
+    assert.ok(b.attachments[i].content.equals(att.content), `${name}: attachment ${i} content`);
+    assert.equal(b.attachments[i].contentType, att.contentType, `${name}: attachment ${i} type`);
+  });
+  const raw1 = s1.parts.filter((p) => !p.multipart && (isClassifierPart(p) || p.disposition === 'attachment')).map((p) => (wrappedRoot && p.index === 0 ? before.subarray(p.bodyStart, p.bodyEnd) : partBytes(before, p)));
+  const raw2 = s2.parts.filter((p) => !p.multipart && (isClassifierPart(p) || p.disposition === 'attachment')).map((p) => (wrappedRoot ? after.subarray(p.bodyStart, p.bodyEnd) : partBytes(after, p)));
+  assert.deepEqual(raw2.map((x) => x.toString('base64')), raw1.map((x) => x.toString('base64')), `${name}: calendar/attachment bytes identical`);
+
+  // every original part keeps its header block byte for byte: charset, CTE and format=flowed unchanged
+  if (!wrappedRoot) {
+    const added = s2.parts.length - s1.parts.length;
+    assert.ok(added === 0 || added === 1, `${name}: at most one part added`);
+    const heads2 = s2.parts.map((p) => headBytes(after, p).toString('latin1'));
+    let j = 0;
+    for (const p of s1.parts) {
+      const h = headBytes(before, p).toString('latin1');
+      if (p.index === 0) {
+        assert.equal(heads2[0], MARKER_LINE + (h.includes('\r\n') ? '\r\n' : '\n') + h, `${name}: root header`);
+        j = 1;
+        continue;
+      }
+      while (j < heads2.length && heads2[j] !== h) j++;
+      assert.ok(j < heads2.length, `${name}: part ${p.index} header block kept`);
+      j++;
+    }
+  }
+
+  // text: the original text with the footer block added after a line break; nothing mis-encoded
+  if (a.text !== undefined && b.text !== undefined && !wrappedRoot && s2.parts.length === s1.parts.length) {
+    const at = b.text.indexOf('-- \nMeeting request:');
+    if (at >= 0) {
+      const urlEnd = b.text.indexOf(URL, at);
+      assert.ok(urlEnd > at, `${name}: link in text`);
+      const block = b.text.slice(at, urlEnd + URL.length);
+      assert.ok(!block.includes('\uFFFD') && !block.replace(URL, '').includes('?'), `${name}: nothing mis-encoded in text footer`);
+      assert.ok(at === 0 || b.text[at - 1] === '\n', `${name}: footer starts on a line of its own`);
+      const squash = (x: string) => x.replace(/\s+/g, ' ').trim();
+      assert.equal(squash(b.text.slice(0, at) + b.text.slice(urlEnd + URL.length)), squash(a.text), `${name}: text otherwise unchanged`);
+      assert.ok(b.text.slice(0, at).replace(/\s+$/, '').length > 0 || a.text.trim() === '', `${name}: footer after the text`);
+    }
+  } else if (b.text !== undefined) {
+    assert.ok(b.text.includes(URL), `${name}: link in the added text part`);
+  }
+
+  // html: the footer sits right before </body> (else </html>, else the end); without it the html is the original
+  if (typeof a.html === 'string' && typeof b.html === 'string' && a.html !== b.html) {
+    const m = /<div data-calfooter="v1"[\s\S]*?<\/div>/.exec(b.html);
+    assert.ok(m, `${name}: html footer present`);
+    const after2 = b.html.slice(m.index + m[0].length);
+    // mailparser joins several html parts into one string: the position check needs a single html part
+    const texts = s1.parts.filter((p) => !p.multipart && /^text\/(?:plain|html)$/.test(p.contentType) && p.disposition !== 'attachment');
+    const single = texts.length === 1 || (texts.length === 2 && texts[0].parent === texts[1].parent && s1.parts[texts[0].parent ?? 0].contentType === 'multipart/alternative');
+    if (!single) { /* position checked by the golden files and the part-level tests */ }
+    else if (/<\/body\s*>/i.test(a.html)) assert.match(after2, /^\s*<\/body\s*>/i, `${name}: footer right before </body>`);
+    else if (/<\/html\s*>/i.test(a.html)) assert.match(after2, /^\s*<\/html\s*>/i, `${name}: footer right before </html>`);
+    else assert.match(after2, /^\s*$/, `${name}: footer at the end`);
+    // the footer may have been given lines of its own (7bit/8bit, to stay under 998 bytes)
+    const pre = b.html.slice(0, m.index);
+    const candidates = [pre + after2, pre + after2.replace(/^\r?\n/, ''), pre.replace(/\r?\n$/, '') + after2.replace(/^\r?\n/, '')];
+    assert.ok(candidates.includes(a.html), `${name}: html otherwise unchanged`);
+    assert.ok(m[0].includes(URL.replace('&', '&amp;')), `${name}: link in html`);
+  }
+
+  // transport rules
+  for (const line of after.toString('latin1').split('\n')) assert.ok(line.replace(/\r$/, '').length <= 998, `${name}: a line over 998 bytes`);
+  for (const p of s2.parts.filter((q) => !q.multipart && q.encoding === '7bit')) {
+    const body = after.subarray(p.bodyStart, p.bodyEnd);
+    const was = s1.parts.find((q) => headBytes(before, q).equals(headBytes(after, p)));
+    if (was && before.subarray(was.bodyStart, was.bodyEnd).every((c) => c < 0x80)) assert.ok(body.every((c) => c < 0x80), `${name}: 7bit part ${p.index} stays ASCII`);
+  }
+
+  // a second pass changes nothing
+  const again = await processMessage(after);
+  assert.equal(again.changed, false, `${name}: second pass`);
+  assert.ok(again.out.equals(after));
+}
+
+test('golden files: every fixture, byte for byte', async () => {
+  for (const name of fixtureNames()) {
+    const golden = join(GOLDEN_DIR, `${name}.eml`);
+    assert.ok(existsSync(golden), `${golden} missing: run node --import tsx spec/helpers/regen-golden.ts`);
+    const r = await processMessage(readFixture(name), { wantFooter: wantsFooter(name) });
+    assert.ok(r.out.equals(readFileSync(golden)), `${name}: output differs from its golden file (${r.decision})`);
+  }
+});
+
+test('fixtures: which parts get the footer', async () => {
+  const expect: Record<string, string> = {
+    'exchange-online': 'plain+html', 'exchange-12k': 'plain+html', google: 'plain+html', thunderbird: 'plain', sogo: 'html', zoom: 'html',
+    'lone-calendar': 'wrap', 'alternative-calendar-only': 'wrap', 'ics-attachment-only': 'plain', cancel: 'plain', 'html-no-body-tag': 'html',
+    'html-only-html-close': 'html', 'shift-jis': 'plain', 'iso-2022-jp': 'plain+html', 'base64-text': 'plain+html', 'long-lines': 'plain+html',
+    'content-class-custom': 'plain', 'tnef-meeting': 'plain', 'tnef-custom-form': 'plain', 'qp-edges': 'plain+html', 'lf-only': 'plain+html',
+    'related-html': 'plain+html', reply: 'same', 'forwarded-invite': 'same', 'smime-signed': 'same', 'already-marked': 'same',
+    'non-calendar-meeting': 'same', 'utf16-text': 'same',
+  };
+  for (const name of fixtureNames()) {
+    const r = await processMessage(readFixture(name), { wantFooter: wantsFooter(name) });
+    const a = r.plan?.applied;
+    const got = !r.changed || !a ? 'same' : a.wrap ? 'wrap' : [a.plain !== null ? 'plain' : '', a.html !== null ? 'html' : ''].filter(Boolean).join('+');
+    assert.equal(got, expect[name] ?? '(add to the table)', `${name}: ${r.decision}`);
+    if (!r.changed) assert.ok(r.out.equals(readFixture(name)), `${name}: unchanged bytes`);
+  }
+});
+
+test('fixtures: properties checked with mailparser', async () => {
+  for (const name of fixtureNames()) {
+    const raw = readFixture(name);
+    const r = await processMessage(raw, { wantFooter: wantsFooter(name) });
+    if (r.changed) await checkProperties(name, raw, r.out, r.structure);
+  }
+});
+
+test('format=flowed stays flowed: empty line before the footer, no footer line ends in a space but "-- "', async () => {
+  const r = await processMessage(readFixture('google'));
+  const { structure } = await analyzeMessage(chunkedReader(r.out));
+  const p = structure.parts.find((q) => q.contentType === 'text/plain')!;
+  assert.equal(p.params.format, 'flowed');
+  const text = r.out.subarray(p.bodyStart, p.bodyEnd).toString('utf8');
+  const tail = text.slice(text.indexOf('guest list. \r\n'));
+  assert.match(tail, /^guest list\. \r\n\r\n-- \r\n/);
+  for (const line of tail.split('\r\n').slice(2)) if (line !== '-- ') assert.doesNotMatch(line, / $/);
+});
+
+test('corpus: footer placed with the stand-in classification keeps every property', async (t) => {
+  if (!CORPUS_DIR) return t.skip(CORPUS_SKIP_MESSAGE);
+  let changed = 0;
+  for (const row of expectedRows()) {
+    const raw = corpusFile(row.path);
+    if (!raw) continue;
+    const r = await processMessage(raw);
+    if (row.expected === 'F') assert.ok(r.changed, `${row.path}: F row but nothing placed (${r.decision})`);
+    if (!r.changed) {
+      assert.ok(r.out.equals(raw));
+      continue;
+    }
+    changed++;
+    await checkProperties(row.path, raw, r.out, r.structure);
+  }
+  t.diagnostic(`${changed} corpus emails rewritten and checked`);
+});
+
+// ----- edge cases of single parts -------------------------------------------------------------
+
+const part = (over: Partial<MimePart>): MimePart => ({
+  index: 1, parent: 0, depth: 1, contentType: 'text/plain', params: {}, disposition: null, filename: null, charset: 'utf-8',
+  encoding: '7bit', multipart: false, headerStart: 0, bodyStart: 0, bodyEnd: 0, headers: [], ...over,
+});
+const body = (r: ReturnType<typeof appendTextFooter>) => (r.ok ? r.body.toString('latin1') : `SKIP: ${r.why}`);
+
+test('quoted-printable text: existing encoded lines untouched, soft break at the end completed', () => {
+  const p = part({ encoding: 'quoted-printable' });
+  const f = 'Footer';
+  assert.equal(body(appendTextFooter(p, Buffer.from('a=\r\nb'), f, '\r\n', [])), 'a=\r\nb\r\n\r\nFooter');
+  assert.equal(body(appendTextFooter(p, Buffer.from('a soft end='), f, '\r\n', [])), 'a soft end=\r\n\r\n\r\nFooter');
+  assert.equal(body(appendTextFooter(p, Buffer.from('line\r\n'), f, '\r\n', [])), 'line\r\n\r\nFooter\r\n');
+  assert.equal(body(appendTextFooter(p, Buffer.from('soft then break=\r\n'), f, '\r\n', [])), 'soft then break=\r\n\r\n\r\nFooter');
+  assert.equal(body(appendTextFooter(p, Buffer.from(''), f, '\r\n', [])), 'Footer');
+  for (const b of ['a=\r\nb', 'a soft end=', 'line\r\n', 'soft then break=\r\n', 'x\r\n\r\n']) {
+    const r = appendTextFooter(p, Buffer.from(b), f, '\r\n', []);
+    assert.ok(r.ok);
+    const decoded = decodeQP(r.body).toString('latin1');
+    assert.ok(decoded.startsWith(decodeQP(Buffer.from(b)).toString('latin1')), b);
+    assert.match(decoded, /(?:^|\r\n\r\n)Footer(?:\r\n)?$/, b);
+  }
+});
+
+test('quoted-printable: footer wrapped at 76, never inside a character, no line starting with "-"', () => {
+  const long = `${'é'.repeat(60)} -- ${'x'.repeat(200)}`;
+  const r = appendTextFooter(part({ encoding: 'quoted-printable' }), Buffer.from('body'), `-- \n${long}`, '\r\n', []);
+  assert.ok(r.ok);
+  const lines = r.body.toString('latin1').split('\r\n');
+  for (const l of lines) {
+    assert.ok(l.length <= 76, l);
+    assert.doesNotMatch(l, /^-/);
+    assert.doesNotMatch(l, /=C3=?$/, 'a soft break right after a lead byte');
+  }
+  assert.equal(decodeQP(r.body).toString('utf8'), `body\r\n\r\n-- \r\n${long}`);
+});
+
+test('quoted-printable html: inserted with soft breaks right before </body>, even when </body> is encoded', () => {
+  const p = part({ contentType: 'text/html', encoding: 'quoted-printable' });
+  const src = '<p>caf=C3=A9</p>=3C/body></html>';
+  const r = insertHtmlFooter(p, Buffer.from(src), '<div>Ünï</div>', '\r\n', []);
+  assert.ok(r.ok);
+  assert.equal(decodeQP(r.body).toString('utf8'), '<p>café</p><div>Ünï</div></body></html>');
+  assert.ok(r.body.toString('latin1').startsWith('<p>caf=C3=A9</p>=\r\n'));
+});
+
+test('base64: the original line length is kept', () => {
+  const text = Buffer.from('x'.repeat(200)).toString('base64');
+  const b64 = text.match(/.{1,60}/g)!.join('\r\n');
+  const r = appendTextFooter(part({ encoding: 'base64' }), Buffer.from(b64), 'Footer', '\r\n', []);
+  assert.ok(r.ok);
+  const lines = r.body.toString('latin1').split('\r\n');
+  assert.ok(lines.slice(0, -1).every((l) => l.length === 60));
+  assert.equal(Buffer.from(r.body.toString('latin1'), 'base64').toString(), `${'x'.repeat(200)}\r\n\r\nFooter`);
+});
+
+test('charsets: latin1 gets latin1 bytes, us-ascii and 7bit get transliteration, HTML gets &#N;', () => {
+  const f = 'Réunion – ✓ ok';
+  const latin = appendTextFooter(part({ charset: 'iso-8859-1', encoding: '8bit' }), Buffer.from('x\r\n'), f, '\r\n', []);
+  assert.ok(latin.ok && latin.body.equals(Buffer.from('x\r\n\r\nR\xe9union - ok\r\n', 'latin1')));
+  const ascii7 = appendTextFooter(part({ charset: 'utf-8', encoding: '7bit' }), Buffer.from('x\r\n'), f, '\r\n', []);
+  assert.ok(ascii7.ok && ascii7.body.equals(Buffer.from('x\r\n\r\nReunion - ok\r\n')));
+  const html = insertHtmlFooter(part({ contentType: 'text/html', charset: 'us-ascii' }), Buffer.from('<body></body>'), `<b>${f}</b>`, '\r\n', []);
+  assert.ok(html.ok && html.body.toString() === '<body><b>R&#233;union &#8211; &#10003; ok</b></body>');
+  const sjis = appendTextFooter(part({ charset: 'shift_jis', encoding: '8bit' }), Buffer.from('x'), '会議 ok', '\r\n', []);
+  assert.ok(sjis.ok && sjis.body.equals(Buffer.from([0x78, 0x0d, 0x0a, 0x0d, 0x0a, 0x89, 0xef, 0x8b, 0x63, 0x20, 0x6f, 0x6b])));
+});
+
+test('ISO-2022-JP: appended ASCII is switched to ASCII mode when the body ends in JIS mode', () => {
+  const p = part({ charset: 'iso-2022-jp' });
+  const open = appendTextFooter(p, Buffer.from('\x1b$B2q5D', 'latin1'), 'Footer', '\r\n', []);
+  assert.ok(open.ok && open.body.toString('latin1').endsWith('\r\n\r\n\x1b(BFooter'));
+  const closed = appendTextFooter(p, Buffer.from('\x1b$B2q5D\x1b(B', 'latin1'), 'Footer', '\r\n', []);
+  assert.ok(closed.ok && closed.body.toString('latin1').endsWith('\r\n\r\nFooter'));
+});
+
+test('format=flowed footer lines are space-stuffed, and a dropped character takes its space along', () => {
+  const p = part({ params: { format: 'flowed' }, charset: 'us-ascii' });
+  const r = appendTextFooter(p, Buffer.from('para \r\n'), 'From here\n> quote\n ok ✓', '\r\n', []);
+  assert.equal(body(r), 'para \r\n\r\n From here\r\n > quote\r\n  ok\r\n');
+});
+
+test('7bit/8bit: a footer line that reads as a delimiter, or one over 998 bytes, is refused; QP wraps it', () => {
+  const p = part({ encoding: '8bit' });
+  assert.match(body(appendTextFooter(p, Buffer.from('x'), '--outer-b', '\r\n', ['outer-b'])), /^SKIP: .*boundary/);
+  const url = `https://cal.example.org/${'a'.repeat(990)}`;
+  assert.match(body(appendTextFooter(p, Buffer.from('x'), url, '\r\n', [])), /^SKIP: .*998/);
+  const okUrl = `https://cal.example.org/${'a'.repeat(960)}`;
+  assert.ok(appendTextFooter(p, Buffer.from('x'), okUrl, '\r\n', []).ok);
+  const qp = appendTextFooter(part({ encoding: 'quoted-printable' }), Buffer.from('x'), url, '\r\n', []);
+  assert.ok(qp.ok && qp.body.toString().split('\r\n').every((l) => l.length <= 76));
+});
+
+test('html in 7bit/8bit: a line that would pass 998 bytes gets the footer on lines of its own', () => {
+  const src = `<html><body>${'y'.repeat(900)}</body></html>`;
+  const r = insertHtmlFooter(part({ contentType: 'text/html', encoding: '8bit' }), Buffer.from(src), `<div>${'z'.repeat(200)}</div>`, '\r\n', []);
+  assert.ok(r.ok);
+  assert.equal(r.body.toString(), `<html><body>${'y'.repeat(900)}\r\n<div>${'z'.repeat(200)}</div>\r\n</body></html>`);
+});
+
+// ----- target choice and the stream API ------------------------------------------------------------
+
+test('chooseTargets: never an attachment, the calendar part or a signed message; reasons given', async () => {
+  const { structure, headers } = await analyzeMessage(chunkedReader(readFixture('ics-attachment-only')));
+  const t1 = chooseTargets(structure, stubClassification(structure, headers));
+  assert.equal(t1.plain, 1);
+  assert.equal(t1.html, null);
+  const signed = await analyzeMessage(chunkedReader(readFixture('smime-signed')));
+  const t2 = chooseTargets(signed.structure, stubClassification(signed.structure, signed.headers));
+  assert.deepEqual([t2.plain, t2.html, t2.wrap], [null, null, false]);
+  assert.match(t2.reason, /signed/);
+  const t3 = chooseTargets(structure, { ...stubClassification(structure, headers), footer: false });
+  assert.match(t3.reason, /no footer/);
+  assert.equal(hasMarker([['x-calendar-link', 'added']]), true);
+  assert.equal(hasMarker(headers), false);
+});
+
+test('rewriteMessage: marker plus input with no targets; refuses (stream error) when nothing can be placed', async () => {
+  const raw = readFixture('exchange-online');
+  const src = chunkedReader(raw);
+  const { structure } = await analyzeMessage(src);
+  const none: Targets = { plain: null, html: null, wrap: false, reason: '' };
+  const out = await collect(rewriteMessage(src, structure, none, TEST_FOOTER, { markerHeader: MARKER_LINE }));
+  assert.ok(out.equals(Buffer.concat([Buffer.from(`${MARKER_LINE}\r\n`), raw])));
+  const t = chooseTargets(structure, stubClassification(structure, []));
+  await assert.rejects(collect(rewriteMessage(src, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE, maxPartBytes: 10 })), RewriteRefused);
+  await assert.rejects(collect(rewriteMessage(src, { ...structure, damaged: true }, t, TEST_FOOTER, { markerHeader: MARKER_LINE })), RewriteRefused);
+  const plan = await planRewrite(src, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE });
+  const full = await collect(rewriteMessage(src, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE }));
+  assert.equal(full.length, plan.size);
+});

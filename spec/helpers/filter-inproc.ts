@@ -1,0 +1,22 @@
+// Test peer: the filter's listener and pipeline in this process (fast to start, logs captured).
+// In: config flags as the CLI would give them. Out: the port, the log lines, and close().
+// Fails: a bad config throws like the CLI would; close() always stops the listener.
+
+import { loadConfig } from '../../lib/config.js';
+import { startServe } from '../../lib/serve.js';
+import type { Listener } from '../../lib/server.js';
+
+export interface InProcFilter {
+  port: number;
+  logs: Array<Record<string, unknown>>;
+  listener: Listener;
+  close(): Promise<void>;
+}
+
+export async function startInProcFilter(flags: Record<string, unknown>): Promise<InProcFilter> {
+  const config = loadConfig({ flags: { listen: '127.0.0.1:0', ...flags } });
+  const logs: Array<Record<string, unknown>> = [];
+  const log = (event: string, fields: Record<string, unknown> = {}) => { logs.push({ event, ...fields }); };
+  const { listener } = await startServe(config, log);
+  return { port: listener.port, logs, listener, close: () => listener.close() };
+}

@@ -1,0 +1,170 @@
+// Per-recipient link resolution: precedence, off, local vs external, normalisation, fallbacks.
+// In: the real in-memory store and cache (no Redis needed here), a config from loadConfig.
+// Out: assertions on LinkResolution per recipient. Run: node --import tsx --test spec/link-resolve.test.ts
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '../lib/config.js';
+import { HookRegistry, type App, type LinksInput } from '../lib/hooks.js';
+import type { Classification } from '../lib/types.js';
+import linkResolve, { closeLinkResolve, decideLink, linkResolveState, resolveLinks, resolveSettings } from '../hooks/link-resolve.js';
+import { MemoryOverrideStore } from '../lib/override-store.js';
+import { OverrideCache } from '../lib/override-cache.js';
+import type { Override } from '../lib/override-model.js';
+import { recipientKeys, parseOverrideKey } from '../lib/override-model.js';
+import { verifyToken, parseSecret } from '../lib/token.js';
+
+const SECRET = 'a'.repeat(64);
+const classification: Classification = {
+  kind: 'meeting', method: 'REQUEST', tnefClass: null, source: 'imip', calendarPart: 1, footer: true, reason: 'test',
+  calendar: { method: 'REQUEST', component: 'VEVENT', uid: 'uid-1@x', recurrenceId: null, sequence: 2, summary: 'S', start: null, end: null, organizer: null, warnings: [] },
+};
+const input = (...to: string[]): LinksInput => ({ classification, envelope: { from: 'o@example.org', to: to.map((address) => ({ address })) }, messageId: 'm1@x' });
+
+async function resolver(flags: Record<string, unknown>, overrides: Record<string, Override>) {
+  const config = loadConfig({ flags: { web_server: 'site.example.org', ...flags } });
+  const settings = resolveSettings(config);
+  const store = new MemoryOverrideStore();
+  for (const [k, v] of Object.entries(overrides)) await store.set(k, v);
+  const cache = new OverrideCache(store, { ttlMs: 5000, maxEntries: 100, fallback: 'site' }, () => undefined);
+  const asked: string[] = [];
+  return async (...to: string[]) => resolveLinks(input(...to), (k) => { asked.push(k); return cache.lookup(k); }, settings).then((r) => ({ r, asked }));
+}
+
+const OVERRIDES: Record<string, Override> = {
+  'alice@example.org': { server: 'alice.example.net' },
+  '@example.org': { server: 'dom.example.net' },
+  'carol@example.org': { off: true },
+  '@quiet.example': { off: true },
+  'dave@quiet.example': { server: 'dave.example.net' },
+  'Erin@example.org': { urlTemplate: 'https://fixed.example.com/v?u={uid}' },
+  'bob@example.org': { server: 'bob.example.net' },
+  'bob+x@example.org': { server: 'bobx.example.net' },
+  '@xn--bcher-kva.example': { server: 'idn.example.net' },
+};
+
+// [case, flags, recipient, expected source, expected server (or null), url prefix or null]
+const CASES: Array<[string, Record<string, unknown>, string, string, string | null, string | null]> = [
+  ['recipient override wins over domain', {}, 'alice@example.org', 'recipient', 'alice.example.net', 'https://alice.example.net/calendar/event?uid=uid-1%40x'],
+  ['domain override', {}, 'zed@example.org', 'domain', 'dom.example.net', 'https://dom.example.net/'],
+  ['site default', {}, 'someone@site.example', 'site', 'site.example.org', 'https://site.example.org/'],
+  ['recipient off beats domain server', {}, 'carol@example.org', 'off', null, null],
+  ['domain off', {}, 'x@quiet.example', 'off', null, null],
+  ['recipient server beats domain off', {}, 'dave@quiet.example', 'recipient', 'dave.example.net', 'https://dave.example.net/'],
+  ['template-only override keeps the site server', {}, 'Erin@example.org', 'recipient', 'site.example.org', 'https://fixed.example.com/v?u=uid-1%40x'],
+  ['domain is case-insensitive', {}, 'alice@EXAMPLE.Org', 'recipient', 'alice.example.net', 'https://alice.example.net/'],
+  ['angle brackets are ignored', {}, '<alice@example.org>', 'recipient', 'alice.example.net', 'https://alice.example.net/'],
+  ['local part preserved: erin ≠ Erin', {}, 'erin@example.org', 'domain', 'dom.example.net', 'https://dom.example.net/'],
+  ['local_part_case=lower: ALICE finds alice', { local_part_case: 'lower' }, 'ALICE@example.org', 'recipient', 'alice.example.net', 'https://alice.example.net/'],
+  ['IDN U-label finds the A-label key', {}, 'u@Bücher.example', 'domain', 'idn.example.net', 'https://idn.example.net/'],
+  ['delimiter off: bob+y is not bob', {}, 'bob+y@example.org', 'domain', 'dom.example.net', 'https://dom.example.net/'],
+  ['delimiter +: bob+y finds bob', { recipient_delimiter: '+' }, 'bob+y@example.org', 'recipient', 'bob.example.net', 'https://bob.example.net/'],
+  ['delimiter +: exact bob+x wins', { recipient_delimiter: '+' }, 'bob+x@example.org', 'recipient', 'bobx.example.net', 'https://bobx.example.net/'],
+  ['delimiters -+: bob-y finds bob', { recipient_delimiter: '-+' }, 'bob-y@example.org', 'recipient', 'bob.example.net', 'https://bob.example.net/'],
+  ['external recipient: no footer', { local_domains: 'example.org' }, 'ext@other.net', 'external', null, null],
+  ['external even with an override for its domain', { local_domains: 'example.org' }, 'x@quiet.example', 'external', null, null],
+  ['local domain listed', { local_domains: 'example.org,quiet.example' }, 'zed@example.org', 'domain', 'dom.example.net', 'https://dom.example.net/'],
+  ['local domain match is case-insensitive', { local_domains: 'Example.ORG' }, 'zed@example.org', 'domain', 'dom.example.net', 'https://dom.example.net/'],
+  ['".dom" covers subdomains', { local_domains: '.site.example' }, 'a@eu.site.example', 'site', 'site.example.org', 'https://site.example.org/'],
+  ['"dom" does not cover subdomains', { local_domains: 'site.example' }, 'a@eu.site.example', 'external', null, null],
+  ['external_recipients opts in', { local_domains: 'example.org', external_recipients: true }, 'ext@other.net', 'site', 'site.example.org', 'https://site.example.org/'],
+  ['empty local_domains: everyone is local', {}, 'ext@other.net', 'site', 'site.example.org', 'https://site.example.org/'],
+  ['no web_server: no footer by default', { web_server: '' }, 'someone@site.example', 'site', null, null],
+  ['no web_server but an override server', { web_server: '' }, 'alice@example.org', 'recipient', 'alice.example.net', 'https://alice.example.net/'],
+];
+
+for (const [name, flags, rcpt, source, server, url] of CASES) {
+  test(`resolution: ${name}`, async () => {
+    const { r } = await (await resolver(flags, OVERRIDES))(rcpt);
+    assert.equal(r.length, 1);
+    assert.equal(r[0]!.recipient, rcpt);
+    assert.equal(r[0]!.source, source, JSON.stringify(r[0]));
+    assert.equal(r[0]!.server, server);
+    if (url === null) assert.equal(r[0]!.url, null);
+    else assert.ok(r[0]!.url?.startsWith(url), `${r[0]!.url} should start with ${url}`);
+  });
+}
+
+test('one resolution per recipient, in envelope order; each key looked up once', async () => {
+  const run = await resolver({ local_domains: 'example.org' }, OVERRIDES);
+  const { r, asked } = await run('zed@example.org', 'alice@example.org', 'ext@other.net', 'yan@example.org');
+  assert.deepEqual(r.map((x) => [x.recipient, x.source]), [['zed@example.org', 'domain'], ['alice@example.org', 'recipient'], ['ext@other.net', 'external'], ['yan@example.org', 'domain']]);
+  assert.equal(asked.filter((k) => k === '@example.org').length, 1);
+  assert.ok(!asked.some((k) => k.includes('other.net')), 'external recipients are not looked up');
+});
+
+test('link values: calendar facts and recipient are URL-encoded; {token} minted only with link_secret', async () => {
+  const tpl = 'https://{server}/v?r={recipient}&m={messageId}&t={token}';
+  const run = await resolver({ link_secret: SECRET, url_template: tpl }, {});
+  const { r } = await run('a+b@site.example');
+  const url = new URL(r[0]!.url!);
+  assert.equal(url.searchParams.get('r'), 'a+b@site.example');
+  const token = url.searchParams.get('t')!;
+  assert.ok(verifyToken(token, { k1: parseSecret(SECRET) }, { recipient: 'a+b@site.example', uid: 'uid-1@x' }).ok);
+  assert.ok(!JSON.stringify(r[0]).includes(token) || r[0]!.url!.includes(token), 'token only inside the url');
+  assert.equal(r[0]!.server, 'site.example.org');
+  // An override template with {token} and no secret cannot be built: that recipient gets no footer.
+  const noSecret = await resolver({}, { '@site.example': { urlTemplate: tpl } });
+  const { r: r2 } = await noSecret('a@site.example');
+  assert.equal(r2[0]!.source, 'error');
+  assert.equal(r2[0]!.url, null);
+});
+
+test('a site template with {token} but no link_secret stops the start', () => {
+  assert.throws(() => resolveSettings(loadConfig({ flags: { url_template: 'https://{server}/x?t={token}' } })), /token/);
+  assert.throws(() => resolveSettings(loadConfig({ flags: { web_server: 'ftp://x.example' } })), /web_server/);
+});
+
+test('fallback when the store fails and nothing is cached: site, none, tempfail; stale values are used', () => {
+  const settings = resolveSettings(loadConfig({ flags: { web_server: 'site.example.org' } }));
+  const keys = recipientKeys('a@example.org', settings.keys).keys;
+  const fail = (fallback: 'site' | 'none' | 'tempfail') => keys.map((k) => ({ ...k, result: { ok: false as const, fallback, error: 'down' } }));
+  const site = decideLink('a@example.org', fail('site'), input('a@example.org'), settings);
+  assert.equal(site.source, 'fallback');
+  assert.ok(site.url?.startsWith('https://site.example.org/'));
+  assert.deepEqual([decideLink('a@example.org', fail('none'), input(), settings)].map((d) => [d.source, d.url]), [['fallback', null]]);
+  assert.deepEqual([decideLink('a@example.org', fail('tempfail'), input(), settings)].map((d) => [d.source, d.url]), [['tempfail', null]]);
+  // The recipient key is known (stale), so the failing domain key does not matter.
+  const stale = decideLink('a@example.org', [
+    { ...keys[0]!, result: { ok: true, value: { server: 'old.example.net' }, stale: true, from: 'cache' } },
+    { ...keys[1]!, result: { ok: false, fallback: 'tempfail', error: 'down' } },
+  ], input(), settings);
+  assert.deepEqual([stale.source, stale.server, stale.stale], ['recipient', 'old.example.net', true]);
+  // The recipient key is known absent, the domain key unknown: the answer is uncertain → fallback.
+  const unsure = decideLink('a@example.org', [
+    { ...keys[0]!, result: { ok: true, value: null, stale: true, from: 'cache' } },
+    { ...keys[1]!, result: { ok: false, fallback: 'none', error: 'down' } },
+  ], input(), settings);
+  assert.equal(unsure.source, 'fallback');
+});
+
+test('admin keys: strict validation and the same normalisation as lookups', () => {
+  const opts = { localPartCase: 'preserve' as const, recipientDelimiter: '' };
+  assert.deepEqual(parseOverrideKey('Alice@Example.ORG', opts), { key: 'Alice@example.org', kind: 'recipient' });
+  assert.deepEqual(parseOverrideKey('@Bücher.example', opts), { key: '@xn--bcher-kva.example', kind: 'domain' });
+  assert.deepEqual(parseOverrideKey('"john doe"@example.org', opts), { key: '"john doe"@example.org', kind: 'recipient' });
+  for (const bad of ['', 'nobody', '@', 'a@', 'a@b@', 'a..b@example.org', 'a@exa mple.org', 'a@-x.org', 'a\r\n@example.org', '<a@example.org>', 'a@example.org\n']) {
+    assert.ok('error' in parseOverrideKey(bad, opts), `should refuse ${JSON.stringify(bad)}`);
+  }
+});
+
+test('hook init: registers on message:links, logs config.all_local once, closes its store', async () => {
+  const logs: string[] = [];
+  const config = loadConfig({ flags: { web_server: 'site.example.org' } });
+  const app: App = { config, log: (e) => logs.push(e), hooks: new HookRegistry(1000) };
+  await linkResolve.init(app);
+  assert.equal(logs.filter((e) => e === 'config.all_local').length, 1);
+  const st = linkResolveState(app)!;
+  assert.equal(st.store.kind, 'memory');
+  await st.store.set('@example.org', { off: true });
+  const r = await app.hooks.first('message:links', input('a@example.org', 'b@site.example'));
+  assert.deepEqual(r!.map((x) => x.source), ['off', 'site']);
+  await closeLinkResolve(app);
+  assert.equal(linkResolveState(app), undefined);
+
+  const logs2: string[] = [];
+  const app2: App = { config: loadConfig({ flags: { local_domains: 'example.org' } }), log: (e) => logs2.push(e), hooks: new HookRegistry(1000) };
+  await linkResolve.init(app2);
+  assert.ok(!logs2.includes('config.all_local'));
+  await closeLinkResolve(app2);
+});

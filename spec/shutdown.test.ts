@@ -1,0 +1,64 @@
+// Graceful stop with the real CLI as a child process: SIGTERM never turns into a 250 for a
+// message the next hop did not take, and a transaction that finishes within the grace period
+// is answered normally.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { freePort, startFilter } from './helpers/filter-process.js';
+import { startSink } from './helpers/sink.js';
+import { openDialog, transact } from './helpers/smtp-dialog.js';
+
+const DATA = Buffer.from('From: a@example.org\r\nSubject: stop\r\n\r\nbody\r\n');
+
+test('SIGTERM while the next hop holds the message: 451 or 421, never 250; the filter exits', async (t) => {
+  const sink = await startSink({ behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) });
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '1', '--next-hop-timeout', '60']);
+  t.after(() => f.stop());
+  const pending = transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }).then((r) => r.final[0]!, (e: Error) => `closed: ${e.message}`);
+  await sink.waitFor(1, 10_000).catch(() => undefined); // the sink has the bytes and stays silent
+  await new Promise((r) => setTimeout(r, 200));
+  f.kill('SIGTERM');
+  const reply = await pending;
+  assert.doesNotMatch(reply, /^250/);
+  assert.match(reply, /^(451|421)|^closed/);
+  const exit = await f.exited;
+  assert.equal(exit.code, 0);
+  assert.ok(f.stdoutLines().some((l) => l.includes('"server.stopping"')));
+});
+
+test('SIGTERM while a relay is in flight that finishes within the grace period: normal 250', async (t) => {
+  const sink = await startSink();
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '10']);
+  t.after(() => f.stop());
+  // hold the client inside DATA: send the command, then the body after the signal
+  const d = await openDialog(port);
+  await d.read();
+  await d.send('EHLO client.test');
+  await d.send('MAIL FROM:<a@example.org>');
+  await d.send('RCPT TO:<b@example.org>');
+  await d.send('DATA');
+  f.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  const final = await d.send(Buffer.concat([DATA, Buffer.from('.\r\n')]));
+  d.close();
+  assert.match(final[0]!, /^250 /);
+  assert.equal(sink.messages.length, 1);
+  const exit = await f.exited;
+  assert.equal(exit.code, 0);
+});
+
+test('after SIGTERM no new connection is served', async (t) => {
+  const sink = await startSink();
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`]);
+  t.after(() => f.stop());
+  f.kill('SIGTERM');
+  await f.exited;
+  await assert.rejects(transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }));
+  assert.equal(sink.messages.length, 0);
+});
