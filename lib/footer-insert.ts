@@ -1,10 +1,9 @@
 // The rewrite: a plain byte copy of the spooled message with only the chosen body ranges replaced.
-// In: the spool, its MessageStructure, the Targets, the Footer and the marker header line.
-// Out: marker line + the original bytes, where each target part's body carries the footer (or, with no
-// text body, a text/plain footer part is added). Memory: only the target bodies (≤ 8 MiB each).
-// Fails: a damaged structure, an already marked message, or targets that all had to be skipped make
-// rewriteMessage's stream error before its first byte (the caller then relays the original);
-// planRewrite reports the same as `changed: false` with the reasons in `skipped`.
+// In: the spool, its MessageStructure, the Targets, the Footer and the marker header line. Out: marker
+// line + the original bytes, the target bodies carrying the footer (or, with no text body, a text/plain
+// footer part added). Memory: only the target bodies (≤ 8 MiB each). Fails: a damaged or already marked
+// message, or targets that all had to be skipped, make rewriteMessage's stream error before its first
+// byte (the caller relays the original); planRewrite says the same as changed: false plus `skipped`.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -128,7 +127,12 @@ async function wrapRoot(src: SpoolReader, root: MimePart, footer: Footer, lb: Li
   ];
 }
 
-/** Multipart without a text body: a text/plain footer part goes in as its first child. */
+/**
+ * Multipart without a text body: a text/plain footer part goes in as its first child. Text only, no HTML
+ * twin: a reader shows the last alternative it can render, so calendar clients keep showing the invite
+ * and the rest fall back to text/plain; an HTML alternative would carry the same link and is one more
+ * part to get wrong. It is also the shape RFC 6047's own example uses (text/plain + text/calendar).
+ */
 function wrapMultipart(parts: MimePart[], container: MimePart, footer: Footer, lb: LineBreak): Edit[] | string {
   const first = parts.find((p) => p.parent === container.index);
   const boundary = container.params.boundary;

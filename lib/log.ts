@@ -22,6 +22,8 @@ const LEVELS: Record<string, Level> = {
   'server.stopping': 'warn',
   'config.all_local': 'warn',
   'config.no_web_server': 'warn',
+  'config.wide_allow_list': 'warn',
+  'http.error': 'error',
 };
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;

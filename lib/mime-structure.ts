@@ -1,10 +1,9 @@
 // The structure pass: one mailsplit Splitter run over the spooled message; nothing is rewritten or joined.
-// In: a SpoolReader. Out: every MIME node in document order with byte offsets into the raw message,
-// its Content-Type/Disposition/charset/encoding, the decoded bodies of the parts a classifier reads
-// (calendar, .ics, TNEF; capped), and the root header lines. message/rfc822 content stays opaque.
-// Fails: never throws on what the message contains: when the byte count does not add up, a multipart
-// is left open, or the splitter gives up (header or part-count limits), the structure comes back with
-// damaged = true, and the rewriter refuses to touch it. Only a read error of the spool rejects.
+// In: a SpoolReader. Out: every MIME node in document order with byte offsets into the raw message, its
+// type/disposition/charset/encoding, the decoded calendar/.ics/TNEF bodies (capped), the root headers.
+// message/rfc822 content stays opaque. Fails: never throws on what the message contains; when the byte
+// count does not add up, a multipart is left open mid-message or the splitter gives up, the structure
+// says damaged = true and the rewriter refuses it. Only a read error of the spool rejects.
 
 import { Splitter } from '@zone-eu/mailsplit';
 import type { MimeNode as SplitNode, SplitterChunk } from '@zone-eu/mailsplit';

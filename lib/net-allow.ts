@@ -25,3 +25,18 @@ export function buildAllowList(cidrs: string[]): (address: string) => boolean {
     return list.check(a, family === 4 ? 'ipv4' : 'ipv6');
   };
 }
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped, also in brackets) and the name localhost. */
+export function isLoopbackAddress(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** True when every address of the CIDR is a loopback address (127.0.0.1/32, 127.0.0.0/8, ::1/128). */
+export function isLoopbackNetwork(cidr: string): boolean {
+  const [addr = '', bitsText] = cidr.split('/');
+  const family = isIP(addr);
+  const bits = bitsText === undefined ? (family === 6 ? 128 : 32) : Number(bitsText);
+  if (family === 4) return bits >= 8 && isLoopbackAddress(addr);
+  return family === 6 && bits === 128 && isLoopbackAddress(addr);
+}

@@ -42,6 +42,8 @@ export class OverrideCache {
   private nextProbeAt = 0;
   private missedWhileDown = 0;
   private lastError = '';
+  /** Metrics: called after every lookup that went to the store (not cache hits), with its time and result. */
+  observeLookup: ((ms: number, ok: boolean) => void) | null = null;
 
   constructor(private readonly store: OverrideStore, private readonly opts: CacheOptions, private readonly log: LogFn) {
     this.now = opts.now ?? Date.now;
@@ -106,12 +108,15 @@ export class OverrideCache {
   private async fetch(key: string): Promise<CacheLookup> {
     const gen = this.generation;
     let value: Override | null;
+    const started = performance.now();
     try {
       value = await this.store.get(key);
     } catch (err) {
+      this.observeLookup?.(performance.now() - started, false);
       this.markDown((err as Error).message);
       return this.withoutStore(key, this.lastError);
     }
+    this.observeLookup?.(performance.now() - started, true);
     this.markUp();
     // Changed while in flight: the answer may predate the change, so keep it only as a stale fallback.
     this.remember(key, value, gen === this.generation);

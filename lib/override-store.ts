@@ -28,6 +28,8 @@ export interface OverrideStore {
   onChange(cb: (key: string | null) => void): () => void;
   /** Resolves true once the store can answer, false if it could not within timeoutMs. */
   ready(timeoutMs: number): Promise<boolean>;
+  /** One round trip (Redis PING) within timeoutMs, for /healthz; rejects with StoreUnavailableError. */
+  ping(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -87,6 +89,7 @@ export class MemoryOverrideStore implements OverrideStore {
   async ready(): Promise<boolean> {
     return true;
   }
+  async ping(): Promise<void> {}
   async close(): Promise<void> {
     this.listeners.clear();
   }
@@ -161,11 +164,11 @@ export class RedisOverrideStore implements OverrideStore {
     this.subscriber.subscribe(this.channel).catch(() => undefined);
   }
 
-  private bounded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  private bounded<T>(what: string, run: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('the override store is closed'));
     // commandTimeout bounds one command; this also bounds a Cluster's redirections and retries.
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreUnavailableError(`${what}: no answer from Redis within ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`${what}: no answer from Redis within ${timeoutMs} ms`)), timeoutMs);
       run().then(
         (v) => { clearTimeout(timer); resolve(v); },
         (err: Error) => { clearTimeout(timer); reject(err instanceof OverrideDataError ? err : new StoreUnavailableError(`${what}: ${err.message}`)); },
@@ -186,6 +189,10 @@ export class RedisOverrideStore implements OverrideStore {
       }
       return null;
     }
+  }
+
+  async ping(timeoutMs = this.timeoutMs): Promise<void> {
+    await this.bounded('ping', () => this.client.ping(), timeoutMs);
   }
 
   get(key: string): Promise<Override | null> {

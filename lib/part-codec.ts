@@ -266,12 +266,7 @@ export function encodeFooterUnits(line: string, info: CharsetInfo, mode: 'text' 
   return units;
 }
 
-/** True when an ISO-2022 byte stream ends in ASCII mode (ESC ( B / ESC ( J, SI). */
-export function iso2022EndsInAscii(buf: Buffer): boolean {
-  return iso2022AsciiAt(buf, buf.length);
-}
-
-/** ISO-2022 mode just before byte `pos`: true when ASCII. */
+/** ISO-2022 mode just before byte `pos`: true when ASCII (ESC ( B / ESC ( J, SI switch back to it). */
 export function iso2022AsciiAt(buf: Buffer, pos: number): boolean {
   let ascii = true;
   for (let i = 0; i < pos; i++) {
@@ -294,13 +289,14 @@ function hex2(c: number): string {
 
 /**
  * Encodes one decoded line as quoted-printable physical lines joined by soft breaks, never splitting
- * a unit. `lineEnd`: the line is followed by a hard break or the end of the body, so trailing
- * whitespace is escaped. A physical line never starts with a literal "-" (no false boundary).
+ * a unit, preferring to break after a space. `lineEnd`: the line is followed by a hard break or the end
+ * of the body, so trailing whitespace is escaped. A physical line never starts with a literal "-" (no
+ * false boundary).
  */
 export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, maxLen = 76): string {
-  let out = '';
-  let col = 0;
-  const token = (u: Buffer, last: boolean, atStart: boolean): string => {
+  const token = (k: number, atStart: boolean): string => {
+    const u = units[k];
+    const last = k === units.length - 1;
     let t = '';
     for (let b = 0; b < u.length; b++) {
       const c = u[b];
@@ -311,17 +307,32 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     }
     return t;
   };
-  units.forEach((u, k) => {
-    const last = k === units.length - 1;
-    let t = token(u, last, col === 0);
-    // keep one column for the soft break's "="
-    if (col > 0 && col + t.length > maxLen - 1) {
-      out += '=' + lb;
-      col = 0;
-      t = token(u, last, true);
+  const out: string[] = [];
+  let cur: Array<{ k: number; t: string }> = [];
+  let col = 0;
+  const room = maxLen - 1; // one column for the soft break's "="
+  for (let k = 0; k < units.length; k++) {
+    let t = token(k, cur.length === 0);
+    if (cur.length && col + t.length > room) {
+      // break after the last space when that moves only a short word to the next line
+      let cut = cur.length;
+      let moved = 0;
+      for (let m = cur.length - 1; m > 0 && moved + t.length <= maxLen / 3; m--) {
+        if (cur[m].t === ' ') {
+          cut = m + 1;
+          break;
+        }
+        moved += cur[m].t.length;
+      }
+      out.push(cur.slice(0, cut).map((x) => x.t).join('') + '=');
+      const rest = cur.slice(cut).map((x, i) => ({ k: x.k, t: token(x.k, i === 0) }));
+      cur = rest;
+      col = rest.reduce((n, x) => n + x.t.length, 0);
+      t = token(k, cur.length === 0);
     }
-    out += t;
+    cur.push({ k, t });
     col += t.length;
-  });
-  return out;
+  }
+  out.push(cur.map((x) => x.t).join(''));
+  return out.join(lb);
 }

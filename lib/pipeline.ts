@@ -41,13 +41,16 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
       }
       for (const part of splitByDsn(group.recipients)) {
         const body = group.body ?? tx.spool;
-        const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, body.stream(), body.size, {
+        // a small message goes as one Buffer: one write, no stream plumbing per chunk
+        const bytes = body.inMemory ? body.buffer() : body.stream();
+        const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, bytes, body.size, {
           connectTimeoutMs: config.connect_timeout * 1000,
           totalTimeoutMs: config.next_hop_timeout * 1000,
           signal: tx.signal,
         });
         for (const [addr, r] of result.recipients) replies.set(addr, r);
         response = result.response;
+        deps.observe?.('relay', { ms: result.ms, code: Math.max(0, ...[...result.recipients.values()].map((r) => r.code)) });
       }
     }
     const perRecipient = tx.envelope.to.map((r) => replies.get(r.address) ?? { ...REPLIES.internal });
@@ -65,13 +68,16 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
       method: plan.classification?.method ?? undefined,
       decision: plan.decision,
       dry_run: config.dry_run || undefined,
+      // dry run: the plan was made in full, then the original went out; say what it would have changed
+      would_change: config.dry_run ? plan.groups.some((g) => g.body !== null) : undefined,
+      would_defer: config.dry_run ? plan.groups.find((g) => g.defer)?.defer?.code : undefined,
       links: plan.resolutions?.map((r) => ({ rcpt: r.recipient, source: r.source, server: r.server })),
       groups: groups.length,
       reply: out.length === 1 ? `${out[0]!.code} ${out[0]!.message}` : out.map((r) => r.code),
       next_hop: response.slice(0, 200),
       ms: Date.now() - started,
     });
-    deps.observe?.(event, { kind: plan.classification?.kind ?? 'none', groups: groups.length, footers: plan.groups.filter((g) => g.url).length, ms: Date.now() - started });
+    deps.observe?.(event, { kind: plan.classification?.kind ?? 'none', groups: groups.length, footers: plan.groups.filter((g) => g.url).length, dry_run: config.dry_run, ms: Date.now() - started });
     return out;
   } finally {
     await disposePlan(plan);

@@ -10,6 +10,9 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { parseReply, REPLIES } from './replies.js';
 import type { Envelope, Reply } from './types.js';
 
+/** The EHLO name; looked up once, not per message. */
+const EHLO_NAME = hostname();
+
 export interface NextHop {
   host: string;
   port: number;
@@ -48,7 +51,7 @@ export interface RelayResult {
  * next hop announces them. nodemailer cannot send XFORWARD or per-recipient DSN parameters,
  * which is why the pipeline groups recipients by their DSN parameters first.
  */
-export function relayMessage(hop: NextHop, group: Envelope, message: Readable, size: number, opts: RelayOptions): Promise<RelayResult> {
+export function relayMessage(hop: NextHop, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions): Promise<RelayResult> {
   const started = Date.now();
   const addresses = group.to.map((r) => r.address);
   return new Promise((resolve) => {
@@ -57,7 +60,7 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable, s
       host: hop.host,
       port: hop.port,
       lmtp: hop.lmtp,
-      name: opts.name ?? hostname(),
+      name: opts.name ?? EHLO_NAME,
       ignoreTLS: true,
       connectionTimeout: opts.connectTimeoutMs,
       greetingTimeout: opts.connectTimeoutMs,
@@ -72,13 +75,14 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable, s
       done = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      message.destroy();
+      if (!Buffer.isBuffer(message)) message.destroy();
       try {
         conn.quit();
       } catch {
         /* the connection may already be gone */
       }
-      conn.close();
+      // QUIT is a courtesy; a next hop that does not answer it is cut off soon after
+      setTimeout(() => conn.close(), 5000).unref();
       resolve({ recipients: replies, response, ms: Date.now() - started });
     };
     const failAll = (r: Reply, why: string) => finish(new Map(addresses.map((a) => [a, { ...r }])), why);

@@ -3,19 +3,21 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, describeConfig, loadConfig } from '../lib/config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const TMP = mkdtempSync(join(tmpdir(), 'calfilter-cfg-'));
+after(() => rmSync(TMP, { recursive: true, force: true }));
 const run = (args: string[], env: Record<string, string> = {}, input?: Buffer) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'bin/calendar-link-filter.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env }, input, timeout: 30_000 });
 
 test('config: defaults, then file, then environment, then flags', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'calfilter-cfg-'));
+  const dir = TMP;
   const file = join(dir, 'c.yaml');
   writeFileSync(file, 'max_recipients: 10\nweb_server: file.example\nlocal_domains: [a.example, b.example]\n');
   const c = loadConfig({ file, env: { CALFILTER_WEB_SERVER: 'env.example', CALFILTER_MAX_RECIPIENTS: '20' }, flags: { max_recipients: '30' } });
@@ -31,7 +33,7 @@ test('config: defaults, then file, then environment, then flags', () => {
 });
 
 const bad: Array<[string, () => unknown, RegExp]> = [
-  ['unknown key in a file', () => { const d = mkdtempSync(join(tmpdir(), 'c-')); writeFileSync(join(d, 'x.yaml'), 'lisen: 1\n'); return loadConfig({ file: join(d, 'x.yaml') }); }, /unknown configuration key "lisen"/],
+  ['unknown key in a file', () => { writeFileSync(join(TMP, 'x.yaml'), 'lisen: 1\n'); return loadConfig({ file: join(TMP, 'x.yaml') }); }, /unknown configuration key "lisen"/],
   ['unknown environment key', () => loadConfig({ env: { CALFILTER_NOPE: '1' } }), /unknown configuration key "nope" \(from environment CALFILTER_NOPE\)/],
   ['size below the minimum', () => loadConfig({ flags: { max_message_size: '10' } }), /max_message_size.*below the minimum/],
   ['not a number', () => loadConfig({ flags: { max_recipients: 'many' } }), /max_recipients.*whole number/],

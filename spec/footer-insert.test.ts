@@ -12,10 +12,12 @@ import { analyzeMessage, isClassifierPart } from '../lib/mime-structure.js';
 import { chooseTargets, hasMarker, planRewrite, rewriteMessage, RewriteRefused, type Targets } from '../lib/footer-insert.js';
 import { appendTextFooter, insertHtmlFooter } from '../lib/part-footer.js';
 import { decodeQP } from '../lib/part-codec.js';
+import { Spool } from '../lib/spool.js';
 import type { MessageStructure, MimePart } from '../lib/types.js';
 import { CORPUS_DIR, CORPUS_SKIP_MESSAGE, corpusFile, expectedRows } from './helpers/corpus.js';
 import {
-  chunkedReader, collect, fixtureNames, GOLDEN_DIR, MARKER_LINE, processMessage, readFixture, stubClassification, TEST_FOOTER, wantsFooter,
+  chunkedReader, collect, fixtureNames, GOLDEN_DIR, MARKER_LINE, processMessage, readFixture, stubClassification, TEST_BOUNDARY, TEST_FOOTER,
+  wantsFooter,
 } from './helpers/mail-fixtures.js';
 
 const URL = 'https://cal.example.org/m/k1.AbC-123_x?x=1&y=2';
@@ -311,4 +313,21 @@ test('rewriteMessage: marker plus input with no targets; refuses (stream error) 
   const plan = await planRewrite(src, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE });
   const full = await collect(rewriteMessage(src, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE }));
   assert.equal(full.length, plan.size);
+});
+
+test('a file-backed spool gives the same bytes as the golden file', async () => {
+  for (const name of ['exchange-online', 'google', 'lone-calendar', 'alternative-calendar-only', 'zoom']) {
+    const spool = new Spool({ memoryLimit: 0 });
+    await spool.write(readFixture(name));
+    await spool.finish();
+    try {
+      assert.equal(spool.inMemory, false);
+      const { structure, headers } = await analyzeMessage(spool);
+      const t = chooseTargets(structure, stubClassification(structure, headers));
+      const out = await collect(rewriteMessage(spool, structure, t, TEST_FOOTER, { markerHeader: MARKER_LINE, boundary: TEST_BOUNDARY }));
+      assert.ok(out.equals(readFileSync(join(GOLDEN_DIR, `${name}.eml`))), name);
+    } finally {
+      await spool.dispose();
+    }
+  }
 });

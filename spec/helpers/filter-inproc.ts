@@ -1,7 +1,9 @@
 // Test peer: the filter's listener and pipeline in this process (fast to start, logs captured).
 // In: config flags as the CLI would give them. Out: the port, the log lines, and close().
-// Fails: a bad config throws like the CLI would; close() always stops the listener.
+// Fails: a bad config throws like the CLI would; close() always stops the listener and closes the
+// hooks' Redis connections (else they would keep the test process alive).
 
+import { closeApp } from '../../lib/app.js';
 import { loadConfig } from '../../lib/config.js';
 import { startServe } from '../../lib/serve.js';
 import type { Listener } from '../../lib/server.js';
@@ -17,6 +19,8 @@ export async function startInProcFilter(flags: Record<string, unknown>): Promise
   const config = loadConfig({ flags: { listen: '127.0.0.1:0', ...flags } });
   const logs: Array<Record<string, unknown>> = [];
   const log = (event: string, fields: Record<string, unknown> = {}) => { logs.push({ event, ...fields }); };
-  const { listener } = await startServe(config, log);
-  return { port: listener.port, logs, listener, close: () => listener.close() };
+  const { listener, app } = await startServe(config, log);
+  // The app holds the override store's Redis connections, which would keep the test process alive.
+  const close = async () => { await listener.close(); await closeApp(app); };
+  return { port: listener.port, logs, listener, close };
 }

@@ -87,8 +87,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     hide8BITMIME: hide.has('8BITMIME'),
     hideSMTPUTF8: hide.has('SMTPUTF8'),
     hidePIPELINING: hide.has('PIPELINING'),
-    hideSize: hide.has('SIZE'),
-    size: 100 * 1024 * 1024,
+    size: hide.has('SIZE') ? 0 : 100 * 1024 * 1024, // 0: SIZE not announced at all
     disableReverseLookup: true,
     // A silent sink must stay silent for as long as the test wants (Postfix waits 600 s after ".").
     socketTimeout: 15 * 60_000,
