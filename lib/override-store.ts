@@ -161,6 +161,12 @@ export class RedisOverrideStore implements OverrideStore {
     });
     // After a (re)connect we may have missed notifications: everything cached may be stale.
     this.subscriber.on('ready', () => notify(this.listeners, null));
+    // A Cluster opens node connections lazily, on a node's first command: that first lookup then outlasts
+    // the timeout (and meets the fallback). Open each one as soon as the cluster names it, replicas too,
+    // so a promoted replica is already connected when a failover needs it.
+    if (this.client instanceof Cluster) {
+      this.client.on('+node', (node: Redis) => { if (node.status === 'wait') node.connect().catch(() => undefined); });
+    }
     this.subscriber.subscribe(this.channel).catch(() => undefined);
   }
 
@@ -246,14 +252,18 @@ export class RedisOverrideStore implements OverrideStore {
     return () => this.listeners.delete(cb);
   }
 
-  ready(timeoutMs: number): Promise<boolean> {
-    if (this.client.status === 'ready') return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (ok: boolean) => { clearTimeout(timer); this.client.off('ready', onReady); resolve(ok); };
+  async ready(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    const isReady = (c: Redis | Cluster) => (c.status === 'ready' ? Promise.resolve(true) : new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => { clearTimeout(timer); c.off('ready', onReady); resolve(ok); };
       const onReady = () => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      this.client.once('ready', onReady);
-    });
+      const timer = setTimeout(() => done(false), Math.max(0, until - Date.now()));
+      c.once('ready', onReady);
+    }));
+    if (!(await isReady(this.client))) return false;
+    // A Cluster is "ready" once it knows its slots; lookups need each master's own connection too.
+    if (this.client instanceof Cluster) return (await Promise.all(this.client.nodes('master').map(isReady))).every(Boolean);
+    return true;
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,7 @@ interface Instr { cmd: string; args: string }
 interface Stage { from: string; name: string | null; instrs: Instr[] }
 
 /** Dockerfile → stages of instructions (continuations joined, comments dropped, ARG defaults applied to FROM). */
-export function parseDockerfile(text: string): Stage[] {
+function parseDockerfile(text: string): Stage[] {
   const logical: string[] = [];
   let cur = '';
   for (const raw of text.split('\n')) {
