@@ -14,6 +14,8 @@ import { openOverrideStore, type OverrideStore } from '../lib/override-store.js'
 import { OverrideCache, type CacheLookup } from '../lib/override-cache.js';
 import { buildLink, checkServer, checkTemplate } from '../lib/url-template.js';
 import { mintToken, parseSecret } from '../lib/token.js';
+import { webSettings } from '../lib/snapshot-config.js';
+import { WebViewLinks } from '../lib/snapshot-ingest.js';
 
 /** What explain and the log show beyond LinkResolution: which key decided, and whether it was stale. */
 export interface LinkDecision extends LinkResolution {
@@ -146,6 +148,8 @@ export interface LinkResolveState {
   store: OverrideStore;
   cache: OverrideCache;
   settings: ResolveSettings;
+  /** The built-in web view's snapshot writer (web_view=true), else null. */
+  webView?: WebViewLinks | null;
 }
 
 const STATES = new WeakMap<App, LinkResolveState>();
@@ -162,6 +166,7 @@ export async function closeLinkResolve(app: App): Promise<void> {
   STATES.delete(app);
   st.cache.close();
   await st.store.close();
+  await st.webView?.close();
 }
 
 const linkResolve: HookModule = {
@@ -174,11 +179,17 @@ const linkResolve: HookModule = {
     }
     const store = openOverrideStore(o.redis, { keyPrefix: o.keyPrefix, timeoutMs: o.timeoutMs }, app.log);
     const cache = new OverrideCache(store, { ttlMs: o.cacheTtlMs, maxEntries: o.cacheSize, fallback: o.fallback }, app.log);
-    STATES.set(app, { store, cache, settings });
+    // web_view: the site default becomes a link to the built-in view, with a snapshot per recipient.
+    const webView = app.config.web_view === true ? new WebViewLinks(webSettings(app.config), app.log, app.config.dry_run === true) : null;
+    STATES.set(app, { store, cache, settings, webView });
     // Give Redis a moment at start, so the first messages do not all meet the fallback; never block longer.
     const ready = await store.ready(1000);
     app.log('overrides.store', { store: store.description, ready, fallback: o.fallback });
-    app.hooks.on('message:links', 'link-resolve', (input) => resolveLinks(input, (k) => cache.lookup(k), settings));
+    if (webView) app.log('webview.store', { store: webView.store.description, base_url: webSettings(app.config).baseUrl });
+    app.hooks.on('message:links', 'link-resolve', async (input) => {
+      const links = await resolveLinks(input, (k) => cache.lookup(k), settings);
+      return webView ? webView.apply(input, links) : links;
+    });
   },
 };
 

@@ -15,7 +15,7 @@ type ICalTime = InstanceType<typeof ICAL.Time>;
 
 // Windows zone names Outlook writes as TZID, for the rare file that omits its VTIMEZONE
 // (CLDR windowsZones, territory 001).
-const WINDOWS_ZONES: ReadonlyMap<string, string> = new Map([
+export const WINDOWS_ZONES: ReadonlyMap<string, string> = new Map([
   ['utc', 'UTC'],
   ['gmt standard time', 'Europe/London'],
   ['w. europe standard time', 'Europe/Berlin'],

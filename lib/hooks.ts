@@ -22,6 +22,9 @@ export interface LinksInput {
   envelope: Envelope;
   /** Message-ID of the message, without angle brackets, or null. */
   messageId: string | null;
+  /** The MIME structure and root headers (the web view's snapshots read them); absent in older callers. */
+  structure?: MessageStructure;
+  headers?: Array<[string, string]>;
 }
 
 export interface FooterInput {

@@ -5,6 +5,7 @@
 // offline queue: nothing waits for a reconnect); a corrupt stored value logs `redis.corrupt` once and
 // reads as absent; the client keeps reconnecting with backoff forever, so it recovers by itself.
 
+import { createHash } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { LogFn } from './log.js';
 import { parseRedisUrl, redact, type RedisTarget } from './override-config.js';
@@ -281,4 +282,76 @@ export function openOverrideStore(url: string | '', opts: StoreOptions, log: Log
   const target = parseRedisUrl(url);
   if (target.mode === 'memory') return new MemoryOverrideStore();
   return new RedisOverrideStore(target, url.trim(), opts, log);
+}
+
+/**
+ * A plain Redis connection for the web view's snapshot store (lib/snapshot-store.ts), opened from the same
+ * `redis` URL forms, so ioredis stays in this file. Generic commands only; every call is bounded by its
+ * timeout and rejects with StoreUnavailableError (down, slow, or a refused write such as OOM).
+ */
+export interface RedisHandle {
+  readonly description: string;
+  /** One command; the raw reply (HGETALL is a flat array). */
+  call(timeoutMs: number, command: string, ...args: Array<string | number>): Promise<unknown>;
+  /** A Lua script by EVALSHA, sent in full once Redis answers NOSCRIPT. */
+  script(timeoutMs: number, lua: string, keys: string[], args: Array<string | number>): Promise<unknown>;
+  ready(timeoutMs: number): Promise<boolean>;
+  close(): void;
+}
+
+export function openRedisHandle(url: string, opts: { timeoutMs: number; name?: string }): RedisHandle {
+  const target = parseRedisUrl(url);
+  if (target.mode === 'memory') throw new Error('openRedisHandle needs a Redis URL');
+  const common: RedisOptions = {
+    commandTimeout: opts.timeoutMs,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: Math.max(1000, opts.timeoutMs * 4),
+    connectionName: opts.name ?? 'calendar-link-filter-web',
+  };
+  let client: Redis | Cluster;
+  if (target.mode === 'cluster') {
+    client = new Cluster(target.nodes, { enableOfflineQueue: false, clusterRetryStrategy: backoff, slotsRefreshInterval: 2000, retryDelayOnFailover: 50, redisOptions: { ...common, username: target.username, password: target.password } });
+    client.on('+node', (node: Redis) => { if (node.status === 'wait') node.connect().catch(() => undefined); });
+  } else if (target.mode === 'sentinel') {
+    client = new Redis({ ...common, retryStrategy: backoff, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
+  } else if (target.path !== undefined) {
+    client = new Redis({ ...common, retryStrategy: backoff, path: target.path, db: target.db });
+  } else {
+    client = new Redis(target.url, { ...common, retryStrategy: backoff });
+  }
+  client.on('error', () => undefined);
+  let closed = false;
+  const shas = new Map<string, string>();
+  const bounded = <T>(what: string, ms: number, run: () => Promise<T>): Promise<T> => {
+    if (closed) return Promise.reject(new StoreUnavailableError('the Redis connection is closed'));
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`${what}: no answer from Redis within ${ms} ms`)), ms);
+      run().then((v) => { clearTimeout(timer); resolve(v); }, (err: Error) => { clearTimeout(timer); reject(new StoreUnavailableError(`${what}: ${err.message}`)); });
+    });
+  };
+  const sha1 = (lua: string) => {
+    let s = shas.get(lua);
+    if (!s) { s = createHash('sha1').update(lua).digest('hex'); shas.set(lua, s); }
+    return s;
+  };
+  return {
+    description: `${target.mode} ${redact(url.trim())}`,
+    call: (ms, command, ...args) => bounded(command, ms, () => client.call(command, ...args) as Promise<unknown>),
+    script: (ms, lua, keys, args) => bounded('script', ms, async () => {
+      const sha = sha1(lua);
+      try {
+        return await client.call('EVALSHA', sha, keys.length, ...keys, ...args);
+      } catch (err) {
+        if (!/NOSCRIPT/.test((err as Error).message)) throw err;
+        return await client.call('EVAL', lua, keys.length, ...keys, ...args);
+      }
+    }),
+    ready: (ms) => (client.status === 'ready' ? Promise.resolve(true) : new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { client.off('ready', on); resolve(false); }, ms);
+      const on = () => { clearTimeout(timer); resolve(true); };
+      client.once('ready', on);
+    })),
+    close: () => { if (!closed) { closed = true; client.disconnect(); } },
+  };
 }

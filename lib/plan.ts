@@ -73,7 +73,7 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
   }
 
   const messageId = headerValue(headers, 'message-id')?.replace(/^\s*<|>\s*$/g, '') ?? null;
-  const resolutions = await deps.hooks.first('message:links', { classification, envelope, messageId });
+  const resolutions = await deps.hooks.first('message:links', { classification, envelope, messageId, structure, headers });
   if (!resolutions || resolutions.length !== envelope.to.length) throw new Error('link hook gave no resolution per recipient');
 
   // One body per distinct link: no recipient ever receives another recipient's link.

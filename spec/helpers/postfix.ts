@@ -1,4 +1,5 @@
-// Test peer: a private Postfix instance on loopback, configured by deploy/postfix/after-queue.
+// Test peer: a private Postfix instance on loopback, configured by deploy/postfix/after-queue
+// (or another recipe folder of deploy/postfix, loaded the same way: see PostfixRecipe).
 // In: the filter's port and a sink's port. Out: Postfix's submission and reinjection ports, its
 // queue (postqueue -j), flush, and its log; all of it in one fresh temporary directory.
 // Fails: a refused start rejects with Postfix's own log; stop() (also run when the test process
@@ -70,6 +71,33 @@ export interface PostfixOptions {
   sinkPort: number;
   /** Extra main.cf settings, applied last with `postconf -e` (e.g. `{ soft_bounce: 'yes' }`). */
   main?: Record<string, string>;
+  /**
+   * Domains delivered elsewhere than the sink, e.g. `{ 'example.org': 'lmtp:[127.0.0.1]:24' }`
+   * (an inline: transport map); every other destination still goes to the sink.
+   */
+  routes?: Record<string, string>;
+  /** Another recipe folder of deploy/postfix instead of after-queue (see PostfixRecipe). */
+  recipe?: PostfixRecipe;
+}
+
+/**
+ * A recipe folder loaded verbatim except its loopback endpoints, like after-queue. Its
+ * main.cf.fragment and master.cf.fragment are appended to the base files; its lookup tables are
+ * copied into the config directory, and `/etc/postfix/NAME` in main.cf.fragment points there.
+ */
+export interface PostfixRecipe {
+  /** Folder under deploy/postfix/, e.g. 'after-queue-lmtp'. */
+  dir: string;
+  /**
+   * Substitutions per file of the folder ('main.cf.fragment', 'master.cf.fragment', a table):
+   * each pattern must match exactly once, or the recipe drifted and the start fails. The
+   * replacement may say {reinjectPort} (the port picked for the reinjection smtpd).
+   */
+  replace: Record<string, Array<[RegExp, string]>>;
+  /** Lookup tables of the folder (file names) that main.cf.fragment names as /etc/postfix/NAME. */
+  tables?: string[];
+  /** Those of `tables` to compile with postmap (hash:, btree:, cdb:). */
+  postmap?: string[];
 }
 
 /**
@@ -112,10 +140,23 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   try {
     await mkdir(etc);
     await mkdir(queueDir, { mode: 0o755 }); // Postfix fills it; data_directory it makes itself
-    const main = baseMain(dir, opts.sinkPort) + fragment('main', await readFragment('main.cf.fragment'),
-      /^content_filter = calfilter:\[127\.0\.0\.1\]:10025$/gm, `content_filter = calfilter:[127.0.0.1]:${opts.filterPort}`);
-    const master = baseMaster(smtpPort) + fragment('master', await readFragment('master.cf.fragment'),
-      /^127\.0\.0\.1:10026(?=\s)/gm, `127.0.0.1:${reinjectPort}`);
+    let main: string;
+    let master: string;
+    if (opts.recipe) {
+      ({ main, master } = await loadRecipe(opts.recipe, etc, reinjectPort));
+      // A parameter the recipe sets (relay_domains, transport_maps) replaces the base line, so
+      // Postfix reads each once and warns about no "overriding earlier entry".
+      const own = new Set([...main.matchAll(/^([a-z0-9_]+)\s*=/gm)].map((m) => m[1]));
+      const base = baseMain(dir, opts.sinkPort, routing(opts)).split('\n')
+        .filter((line) => !own.has(/^([a-z0-9_]+)\s*=/.exec(line)?.[1] ?? '')).join('\n');
+      main = base + main;
+      master = baseMaster(smtpPort) + master;
+    } else {
+      main = baseMain(dir, opts.sinkPort, routing(opts)) + fragment('main', await readFragment('main.cf.fragment'),
+        /^content_filter = calfilter:\[127\.0\.0\.1\]:10025$/gm, `content_filter = calfilter:[127.0.0.1]:${opts.filterPort}`);
+      master = baseMaster(smtpPort) + fragment('master', await readFragment('master.cf.fragment'),
+        /^127\.0\.0\.1:10026(?=\s)/gm, `127.0.0.1:${reinjectPort}`);
+    }
     await writeFile(join(etc, 'main.cf'), main);
     await writeFile(join(etc, 'master.cf'), master);
     const extra = Object.entries(opts.main ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -144,7 +185,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   };
 }
 
-function baseMain(dir: string, sinkPort: number): string {
+function baseMain(dir: string, sinkPort: number, route = `transport_maps = static:smtp:[127.0.0.1]:${sinkPort}\n`): string {
   return `# Private test instance written by spec/helpers/postfix.ts; the after-queue fragment follows.
 compatibility_level = 3.6
 queue_directory = ${dir}/queue
@@ -162,8 +203,7 @@ relay_domains =
 local_transport = error:5.1.1 local delivery is disabled in this test instance
 alias_maps =
 alias_database =
-transport_maps = static:smtp:[127.0.0.1]:${sinkPort}
-# No DNS: the sink and the filter are IP literals, and reverse lookups would only add delay.
+${route}# No DNS: the sink and the filter are IP literals, and reverse lookups would only add delay.
 smtp_dns_support_level = disabled
 smtp_host_lookup = native
 smtpd_peername_lookup = no
@@ -204,15 +244,52 @@ postlog    unix-dgram n - n - 1 postlogd
 `;
 }
 
+/**
+ * Where mail goes after Postfix (or after the filter): everything to the sink, unless a test
+ * routes domains elsewhere or loads a recipe (which may bring its own transport_maps). A static:
+ * transport map cannot be combined with others (it matches the full address first), so those
+ * cases use default_transport and relay_transport for the sink instead.
+ */
+function routing(opts: PostfixOptions): string | undefined {
+  if (!opts.routes && !opts.recipe) return undefined;
+  const sink = `smtp:[127.0.0.1]:${opts.sinkPort}`;
+  const routes = Object.entries(opts.routes ?? {}).map(([domain, transport]) => `${domain}=${transport}`);
+  return (routes.length ? `transport_maps = inline:{ ${routes.join(', ')} }\n` : '') +
+    `default_transport = ${sink}\nrelay_transport = ${sink}\n`;
+}
+
+/** A recipe's two fragments with their endpoints replaced, and its tables in the config directory. */
+async function loadRecipe(recipe: PostfixRecipe, etc: string, reinjectPort: number): Promise<{ main: string; master: string }> {
+  const folder = new URL(`../../deploy/postfix/${recipe.dir}/`, import.meta.url);
+  const load = async (name: string) => {
+    let text = await readFile(new URL(name, folder), 'utf8');
+    for (const [pattern, value] of recipe.replace[name] ?? []) {
+      text = fragment(`${recipe.dir}/${name}`, text, pattern, value.replaceAll('{reinjectPort}', String(reinjectPort)));
+    }
+    return text;
+  };
+  let main = await load('main.cf.fragment');
+  const master = await load('master.cf.fragment');
+  for (const table of recipe.tables ?? []) {
+    const path = `/etc/postfix/${table}`;
+    if (!main.includes(path)) throw new Error(`${recipe.dir}/main.cf.fragment does not name ${path}`);
+    main = main.replaceAll(path, join(etc, table));
+    await writeFile(join(etc, table), await load(table));
+    if (recipe.postmap?.includes(table)) await run('postmap', [join(etc, table)], { env: ENV, timeout: TIMEOUT });
+  }
+  return { main, master };
+}
+
 function readFragment(name: string): Promise<string> {
   return readFile(new URL(name, FRAGMENTS), 'utf8');
 }
 
 /** The fragment verbatim except one endpoint; anything but exactly one match is a broken fragment. */
-function fragment(which: string, text: string, endpoint: RegExp, replacement: string): string {
+function fragment(which: string, text: string, pattern: RegExp, replacement: string): string {
+  const endpoint = pattern.global ? pattern : new RegExp(pattern.source, `${pattern.flags}g`);
   const n = text.match(endpoint)?.length ?? 0;
-  if (n !== 1) throw new Error(`${which}.cf.fragment: expected the endpoint ${endpoint} once, found it ${n} times`);
-  return text.replace(endpoint, replacement);
+  if (n !== 1) throw new Error(`${which}${which.includes('/') ? '' : '.cf.fragment'}: expected the endpoint ${endpoint} once, found it ${n} times`);
+  return text.replace(endpoint, () => replacement);
 }
 
 async function postconf(args: string[]): Promise<string> {

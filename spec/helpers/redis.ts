@@ -6,10 +6,10 @@
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './filter-process.js';
 
 const run = promisify(execFile);
 const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
@@ -22,18 +22,7 @@ process.on('exit', () => {
   for (const p of LIVE) try { p.kill('SIGKILL'); } catch { /* already gone */ }
 });
 
-/** A port nobody listens on right now (bound to 127.0.0.1, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** redis-cli against one port; resolves with trimmed stdout. */
 export async function cli(port: number, ...args: string[]): Promise<string> {
