@@ -11,7 +11,7 @@
 # Inside the container the filter listens on every interface (the MTA is in another container), so
 # CALFILTER_ALLOWED_CLIENTS is required: without it the start stops with exit 78 rather than refuse
 # every MTA with 554. /healthz and /metrics listen on loopback for the HEALTHCHECK; to scrape
-# /metrics from outside set CALFILTER_HTTP=0.0.0.0:10027 and CALFILTER_HTTP_ALLOW_REMOTE=true.
+# /metrics from outside set CALFILTER_HTTP=0.0.0.0:10080 and CALFILTER_HTTP_ALLOW_REMOTE=true.
 # spec/dockerfile.test.ts checks every COPY source and runs ENTRYPOINT+CMD outside Docker.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
@@ -35,7 +35,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY LICENSE README.md ./
 ENV CALFILTER_LISTEN=0.0.0.0:10025 \
-    CALFILTER_HTTP=127.0.0.1:10027
+    CALFILTER_HTTP=127.0.0.1:10080
 USER node
 EXPOSE 10025
 # Readiness: 200 only when the next hop greets and Redis (if configured) answers PING. No curl in a

@@ -133,14 +133,26 @@ function fill(template: string, values: Record<FooterPlaceholder, string>, escap
     (FOOTER_PLACEHOLDERS as readonly string[]).includes(name) ? escape(values[name as FooterPlaceholder]) : all);
 }
 
+/** checkFooterTemplate per template and format, remembered: templates are config, the check ran at init. */
+const templateChecks = new Map<string, string | null>();
+
+function assertFooterTemplate(template: string, format: 'text' | 'html'): void {
+  const key = `${format}\0${template}`;
+  let bad = templateChecks.get(key);
+  if (bad === undefined) {
+    bad = checkFooterTemplate(template, format);
+    if (templateChecks.size >= 64) templateChecks.clear(); // bounded: only tests pass many templates
+    templateChecks.set(key, bad);
+  }
+  if (bad) throw new Error(`footer_${format}_template: ${bad}`);
+}
+
 /** Pure: one footer for one link. Templates must have passed checkFooterTemplate (checked again here). */
 export function renderFooter(input: FooterInput, templates: { text?: string; html?: string } = {}): Footer {
   const text = templates.text || DEFAULT_TEXT_TEMPLATE;
   const html = templates.html || DEFAULT_HTML_TEMPLATE;
-  for (const [t, format] of [[text, 'text'], [html, 'html']] as const) {
-    const bad = checkFooterTemplate(t, format);
-    if (bad) throw new Error(`footer_${format}_template: ${bad}`);
-  }
+  assertFooterTemplate(text, 'text');
+  assertFooterTemplate(html, 'html');
   const url = cleanUrl(input.link.url);
   const kind = describeKind(input);
   const summary = cleanValue(input.calendar?.summary);

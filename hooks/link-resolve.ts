@@ -185,7 +185,7 @@ const linkResolve: HookModule = {
     // Give Redis a moment at start, so the first messages do not all meet the fallback; never block longer.
     const ready = await store.ready(1000);
     app.log('overrides.store', { store: store.description, ready, fallback: o.fallback });
-    if (webView) app.log('webview.store', { store: webView.store.description, base_url: webSettings(app.config).baseUrl });
+    if (webView) app.log('webview.store', { store: webView.store.description, base_url: webSettings(app.config).baseUrl, ready: await webView.store.ready(1000) });
     app.hooks.on('message:links', 'link-resolve', async (input) => {
       const links = await resolveLinks(input, (k) => cache.lookup(k), settings);
       return webView ? webView.apply(input, links) : links;

@@ -99,6 +99,10 @@ export function readCalendar(data: Buffer | string, methodParam?: string | null,
   return facts;
 }
 
+// Made once: a decoder is stateless between whole-buffer decode() calls, and building one costs more than a small calendar.
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
+const WINDOWS_1252 = new TextDecoder('windows-1252');
+
 /** Bytes → text. RFC 5545 says UTF-8; a declared other charset is honoured, invalid UTF-8 falls back to windows-1252. */
 function decode(data: Buffer | string, charset: string | null | undefined, warn: (m: string) => void): string {
   if (typeof data === 'string') return data;
@@ -111,10 +115,10 @@ function decode(data: Buffer | string, charset: string | null | undefined, warn:
     }
   }
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+    return UTF8_STRICT.decode(data);
   } catch {
     warn('calendar is not valid UTF-8; read as windows-1252');
-    return new TextDecoder('windows-1252').decode(data);
+    return WINDOWS_1252.decode(data);
   }
 }
 

@@ -1,5 +1,5 @@
-// The command line: serve | filter | explain | overrides | config.
-// In: argv and the environment. Out: a running listener (serve), a processed message on stdout
+// The command line: serve | milter | filter | explain | overrides | web | config.
+// In: argv and the environment. Out: a running listener (serve, milter), a processed message on stdout
 // (filter), a JSON report (explain), or an administration result (overrides).
 // Fails: a bad flag or value exits 64 (EX_USAGE) or 78 (EX_CONFIG) with a message naming it;
 // a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later.
@@ -10,10 +10,12 @@ import { ConfigError, configKeyKind, describeConfig, loadConfig, type Config } f
 import { createLogger, type LogFn } from './log.js';
 import { planDelivery } from './plan.js';
 import { startServe } from './serve.js';
+import { startMilter } from './milter-server.js';
 import { spoolFromBuffer, spoolStream } from './spool.js';
 import { scanBuffer } from './candidate-scan.js';
 import { runOverrides } from './overrides-command.js';
 import type { Envelope } from './types.js';
+import { runWeb } from './web/command.js';
 
 export const EXIT = { ok: 0, usage: 64, dataErr: 65, noInput: 66, software: 70, tempFail: 75, config: 78 } as const;
 
@@ -22,9 +24,12 @@ class UsageError extends Error {}
 const USAGE = `usage: calendar-link-filter <command> [options]
   serve     [--listen HOST:PORT] [--next-hop smtp://HOST:PORT|lmtp://HOST:PORT] [--lmtp]
             [--allowed-clients CIDR[,CIDR…]] [--web-server HOST] [--local-domains D,…] [--config FILE]
+  milter    [--listen HOST:PORT|unix:/path] [--web-server HOST] [--local-domains D,…] [--redis URL]
+            [--milter-link-policy neutral|none] [--config FILE]   (Postfix smtpd_milters / Sendmail)
   filter    [--web-server HOST] [--recipient ADDR]… [--local-domains D,…] [--config FILE] < in.eml > out.eml
   explain   FILE.eml [--recipient ADDR]… [same options as filter]
   overrides set|get|unset|list|import|export …   (see README)
+  web       [--listen HOST:PORT] [--web-base-url URL] [--config FILE]   the built-in web view (see README)
   config    [--markdown] print every setting with its default and bounds
 Every setting in the config table is also a flag (--max-message-size 1048576) and a
 CALFILTER_* environment variable (CALFILTER_MAX_MESSAGE_SIZE=1048576).`;
@@ -73,10 +78,15 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'serve':
         return await serve(parseFlags(rest));
+      case 'milter':
+        // --listen names the milter's own address here (milter_listen: HOST:PORT or unix:/path)
+        return await milter(parseFlags(rest.map((a) => a.replace(/^--listen(?==|$)/, '--milter-listen'))));
       case 'filter':
         return await filter(parseFlags(rest));
       case 'explain':
         return await explain(parseFlags(rest));
+      case 'web':
+        return await web(parseFlags(rest));
       case 'overrides':
         return await runOverrides(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
       case 'config':
@@ -142,6 +152,34 @@ async function serve(p: Parsed): Promise<number> {
   return EXIT.ok;
 }
 
+async function milter(p: Parsed): Promise<number> {
+  if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}"`);
+  const config = configFrom(p);
+  const log = createLogger({ level: config.log_level });
+  const server = await startMilter(config, log);
+  if (!config.web_server) log('config.no_web_server', { note: 'web_server is empty: messages get no footer unless an override names a server' });
+  log('milter.listening', { listen: server.address, web_server: config.web_server || null, link_policy: config.milter_link_policy, dry_run: config.dry_run });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log('milter.stopping', { signal, connections: server.connections(), grace_s: config.shutdown_timeout });
+      server.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  log('milter.stopped', { ...server.stats() });
+  return EXIT.ok;
+}
+
+async function web(p: Parsed): Promise<number> {
+  if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}"`);
+  // `web --listen` is the web view's address (web_listen), not the SMTP listener's.
+  if (p.flags.listen !== undefined) { p.flags.web_listen = p.flags.listen; delete p.flags.listen; }
+  const config = configFrom(p);
+  await runWeb(config, createLogger({ level: config.log_level }));
+  return EXIT.ok;
+}
+
 function envelopeFor(recipients: string[]): Envelope {
   // Without --recipient the message is processed as for one local recipient with no override.
   return { from: '', to: (recipients.length ? recipients : ['']).map((address) => ({ address })) };
@@ -150,7 +188,10 @@ function envelopeFor(recipients: string[]): Envelope {
 async function filter(p: Parsed): Promise<number> {
   if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}" (filter reads stdin)`);
   const config = configFrom(p);
-  const log: LogFn = createLogger({ level: config.log_level, out: process.stderr });
+  // A pipe filter runs once per message, and Exim may merge stderr into the message: only
+  // warnings and errors by default (log_level=debug or info set explicitly still wins).
+  const explicit = p.flags.log_level !== undefined || process.env.CALFILTER_LOG_LEVEL !== undefined;
+  const log: LogFn = createLogger({ level: explicit ? config.log_level : 'error', out: process.stderr });
   const app = await createApp(config, log).catch((e: Error) => { throw new ConfigError(e.message); });
   let spool;
   try {
@@ -165,6 +206,12 @@ async function filter(p: Parsed): Promise<number> {
     const head = await spool.read(0, Math.min(spool.size, 64 * 1024));
     const scan = spool.size <= 64 * 1024 ? scanBuffer(head) : { candidate: true, bytes: spool.size };
     const plan = await planDelivery({ config, log, hooks: app.hooks }, envelope, spool, scan, 'filter');
+    const deferral = plan.groups.find((g) => g.defer)?.defer;
+    if (deferral && !config.dry_run) {
+      for (const g of plan.groups) await g.body?.dispose();
+      process.stderr.write(`calendar-link-filter: temporary failure: ${deferral.message}\n`);
+      return EXIT.tempFail;
+    }
     const bodies = new Set(plan.groups.map((g) => g.url));
     let source = plan.groups[0]?.body ?? null;
     if (bodies.size > 1) {
@@ -193,7 +240,8 @@ async function explain(p: Parsed): Promise<number> {
   const [file, extra] = p.positional;
   if (!file) throw new UsageError('explain needs a FILE');
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const config = configFrom(p);
+  // explain reports, it never writes: no web-view snapshots.
+  const config = configFrom({ ...p, flags: { ...p.flags, web_view: false } });
   const log: LogFn = createLogger({ level: config.log_level, out: process.stderr });
   const app = await createApp(config, log).catch((e: Error) => { throw new ConfigError(e.message); });
   let raw: Buffer;

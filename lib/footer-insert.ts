@@ -232,6 +232,23 @@ export async function planRewrite(src: SpoolReader, structure: MessageStructure,
   return { changed, applied, skipped, size, chunks, views };
 }
 
+/** With targets asked for and none placed, the rewrite is refused (the caller relays the original). */
+function refuseUnplaced(plan: RewritePlan, asked: boolean): RewritePlan {
+  if (asked && !plan.changed) throw new RewriteRefused(`no footer placed: ${plan.skipped.join('; ')}`);
+  return plan;
+}
+
+const isAsked = (t: Targets): boolean => t.plain !== null || t.html !== null || t.wrap;
+
+/**
+ * The rewritten message for the pipeline: the Buffers themselves when the message is in memory (no
+ * stream per message), else chunks read on demand. Refuses (rejects with RewriteRefused) as the stream does.
+ */
+export async function rewriteChunks(src: SpoolReader, structure: MessageStructure, targets: Targets, footer: Footer, opts: RewriteOptions): Promise<Buffer[] | AsyncGenerator<Buffer>> {
+  const plan = refuseUnplaced(await planRewrite(src, structure, targets, footer, opts), isAsked(targets));
+  return plan.views() ?? plan.chunks();
+}
+
 /** Reads the plan's bytes on demand; an in-memory message goes out in one synchronous burst of views. */
 class RewriteStream extends Readable {
   private iter: AsyncGenerator<Buffer> | null = null;
@@ -252,8 +269,7 @@ class RewriteStream extends Readable {
 
   private async pump(): Promise<void> {
     if (!this.iter) {
-      const plan = await this.plan();
-      if (this.asked && !plan.changed) throw new RewriteRefused(`no footer placed: ${plan.skipped.join('; ')}`);
+      const plan = refuseUnplaced(await this.plan(), this.asked);
       const views = plan.views();
       if (views) {
         for (const v of views) this.push(v);
@@ -278,6 +294,5 @@ class RewriteStream extends Readable {
  * (RewriteRefused) before its first byte; with no targets at all it is the marker plus the input.
  */
 export function rewriteMessage(src: SpoolReader, structure: MessageStructure, targets: Targets, footer: Footer, opts: RewriteOptions): Readable {
-  const asked = targets.plain !== null || targets.html !== null || targets.wrap;
-  return new RewriteStream(() => planRewrite(src, structure, targets, footer, opts), asked);
+  return new RewriteStream(() => planRewrite(src, structure, targets, footer, opts), isAsked(targets));
 }

@@ -24,6 +24,15 @@ const LEVELS: Record<string, Level> = {
   'config.no_web_server': 'warn',
   'config.wide_allow_list': 'warn',
   'http.error': 'error',
+  'milter.connect': 'debug',
+  'milter.negotiated': 'debug',
+  'milter.eom': 'debug',
+  'milter.degraded': 'warn',
+  'milter.protocol_error': 'warn',
+  'milter.error': 'error',
+  'milter.tempfail': 'warn',
+  'milter.refused': 'warn',
+  'milter.stopping': 'warn',
 };
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;

@@ -287,52 +287,58 @@ function hex2(c: number): string {
   return '=' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
 }
 
+/** Every byte's quoted-printable text: itself where it may stand literally, else =XX (blanks too). */
+const QP_BYTE = Array.from({ length: 256 }, (_, c) => (c >= 0x21 && c <= 0x7e && c !== 0x3d ? String.fromCharCode(c) : hex2(c)));
+
+/** One unit's text. `atStart`: it opens a physical line (a "-" there is escaped); `wsEnd`: a final blank is escaped. */
+function qpToken(u: Buffer, atStart: boolean, wsEnd: boolean): string {
+  let t = '';
+  for (let b = 0; b < u.length; b++) {
+    const c = u[b];
+    if ((c === 0x20 || c === 0x09) && !(wsEnd && b === u.length - 1)) t += c === 0x20 ? ' ' : '\t';
+    else t += atStart && b === 0 && c === 0x2d ? '=2D' : QP_BYTE[c];
+  }
+  return t;
+}
+
 /**
  * Encodes one decoded line as quoted-printable physical lines joined by soft breaks, never splitting
  * a unit, preferring to break after a space. `lineEnd`: the line is followed by a hard break or the end
  * of the body, so trailing whitespace is escaped. A physical line never starts with a literal "-" (no
- * false boundary).
+ * false boundary). Table-driven: it runs for every footer of every message.
  */
 export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, maxLen = 76): string {
-  const token = (k: number, atStart: boolean): string => {
-    const u = units[k];
-    const last = k === units.length - 1;
-    let t = '';
-    for (let b = 0; b < u.length; b++) {
-      const c = u[b];
-      const ws = c === 0x20 || c === 0x09;
-      let literal = (c >= 0x21 && c <= 0x7e && c !== 0x3d) || (ws && !(lineEnd && last && b === u.length - 1));
-      if (atStart && b === 0 && c === 0x2d) literal = false;
-      t += literal ? String.fromCharCode(c) : hex2(c);
-    }
-    return t;
-  };
-  const out: string[] = [];
-  let cur: Array<{ k: number; t: string }> = [];
-  let col = 0;
+  const last = units.length - 1;
+  const token = (k: number, atStart: boolean): string => qpToken(units[k], atStart, lineEnd && k === last);
   const room = maxLen - 1; // one column for the soft break's "="
-  for (let k = 0; k < units.length; k++) {
-    let t = token(k, cur.length === 0);
-    if (cur.length && col + t.length > room) {
+  let out = '';
+  let line: string[] = []; // the tokens of the physical line being filled: units first, first + 1, …
+  let first = 0;
+  let col = 0;
+  for (let k = 0; k <= last; k++) {
+    let t = token(k, line.length === 0);
+    if (line.length && col + t.length > room) {
       // break after the last space when that moves only a short word to the next line
-      let cut = cur.length;
+      let cut = line.length;
       let moved = 0;
-      for (let m = cur.length - 1; m > 0 && moved + t.length <= maxLen / 3; m--) {
-        if (cur[m].t === ' ') {
+      for (let m = line.length - 1; m > 0 && moved + t.length <= maxLen / 3; m--) {
+        if (line[m] === ' ') {
           cut = m + 1;
           break;
         }
-        moved += cur[m].t.length;
+        moved += line[m].length;
       }
-      out.push(cur.slice(0, cut).map((x) => x.t).join('') + '=');
-      const rest = cur.slice(cut).map((x, i) => ({ k: x.k, t: token(x.k, i === 0) }));
-      cur = rest;
-      col = rest.reduce((n, x) => n + x.t.length, 0);
-      t = token(k, cur.length === 0);
+      out += line.slice(0, cut).join('') + '=' + lb;
+      line = line.slice(cut);
+      first += cut;
+      col = 0;
+      if (line.length) {
+        line[0] = token(first, true); // the moved word now opens the line
+        for (const x of line) col += x.length;
+      } else t = token(k, true);
     }
-    cur.push({ k, t });
+    line.push(t);
     col += t.length;
   }
-  out.push(cur.map((x) => x.t).join(''));
-  return out.join(lb);
+  return out + line.join('');
 }

@@ -6,7 +6,7 @@
 // reason in `decision` and one message.passthrough log line.
 
 import type { Config } from './config.js';
-import { chooseTargets, hasMarker, MARKER_HEADER, rewriteMessage } from './footer-insert.js';
+import { chooseTargets, hasMarker, MARKER_HEADER, rewriteChunks } from './footer-insert.js';
 import type { HookRegistry } from './hooks.js';
 import type { LogFn } from './log.js';
 import { analyzeMessage } from './mime-structure.js';
@@ -99,8 +99,8 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
     if (!footer) throw new Error('footer hook gave no footer');
     const out = new Spool({ memoryLimit: deps.config.spool_memory_limit, dir: deps.config.spool_dir || undefined });
     made.push(out);
-    for await (const chunk of rewriteMessage(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` })) {
-      await out.write(chunk as Buffer);
+    for await (const chunk of await rewriteChunks(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` })) {
+      await out.write(chunk);
     }
     await out.finish();
     groups.push({ recipients, body: out, url });

@@ -100,7 +100,8 @@ export class WebViewLinks {
     }
     const ev = facts.event;
     const { expireAt, lastEnd } = expiry(ev?.lastEnd ?? null, now, this.s.graceDays, this.s.capDays);
-    const deadline = now + this.s.storeTimeoutMs;
+    // The budget covers storing (Redis round trips), not parsing: that is CPU bounded by MAX_STORED_CALENDAR.
+    const deadline = Date.now() + this.s.storeTimeoutMs;
     const out = decisions.slice();
     const errors: string[] = [];
     await Promise.all(wanted.map(async (i) => {

@@ -57,6 +57,8 @@ export interface SnapshotStore {
   drop(kind: 'otp' | 'sess', id: string): Promise<void>;
   deleteSnapshot(r: string, rid: string): Promise<void>;
   ping(timeoutMs: number): Promise<void>;
+  /** True once the store can answer (Redis connected), false after timeoutMs. */
+  ready(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -145,6 +147,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   async drop(kind: 'otp' | 'sess', id: string) { await this.h.call(this.readMs, 'DEL', this.k.once(kind, id)); }
   async deleteSnapshot(r: string, rid: string) { await this.h.call(this.readMs, 'DEL', this.k.snap(r, rid)); }
   async ping(timeoutMs: number) { await this.h.call(timeoutMs, 'PING'); }
+  ready(timeoutMs: number) { return this.h.ready(timeoutMs); }
   async close() { this.h.close(); }
 }
 
@@ -226,6 +229,7 @@ export class MemorySnapshotStore implements SnapshotStore {
   async drop(kind: 'otp' | 'sess', id: string) { this.live(''); this.map.delete(this.k.once(kind, id)); }
   async deleteSnapshot(r: string, rid: string) { this.live(''); this.map.delete(this.k.snap(r, rid)); }
   async ping() { this.live(''); }
+  async ready() { return !this.down; }
   async close() { this.map.clear(); }
   /** Every key, for tests (keyspace diff in the scanner simulation). */
   keys(): string[] { return [...this.map.keys()].sort(); }

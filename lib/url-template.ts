@@ -131,9 +131,26 @@ function encodeValue(name: Placeholder, values: LinkValues): string {
   }
 }
 
+/**
+ * checkTemplate and parseServer remembered per string: both depend on nothing else, and the strings
+ * are config (site template and server, overrides), checked at init; the values of a message are not.
+ */
+const templateChecks = new Map<string, string | null>();
+const servers = new Map<string, ServerParts | string>();
+
+function remember<V>(cache: Map<string, V>, key: string, compute: (key: string) => V): V {
+  let v = cache.get(key);
+  if (v === undefined) {
+    v = compute(key);
+    if (cache.size >= 1000) cache.clear(); // bounded: overrides may name many servers
+    cache.set(key, v);
+  }
+  return v;
+}
+
 /** Build one link; throws LinkError (never returns a link that failed a check). */
 export function buildLink(template: string, values: LinkValues): string {
-  const bad = checkTemplate(template);
+  const bad = typeof template === 'string' ? remember(templateChecks, template, (t) => checkTemplate(t)) : checkTemplate(template);
   if (bad) throw new LinkError(`url_template: ${bad}`);
   if (/\{token\}/.test(template) && !values.token) {
     throw new LinkError('url_template uses {token} but no token was minted (is link_secret set?)');
@@ -142,7 +159,7 @@ export function buildLink(template: string, values: LinkValues): string {
   let head = '';
   const prefix = SERVER_PREFIX_RE.exec(template);
   if (prefix) {
-    const server = parseServer(values.server);
+    const server = typeof values.server === 'string' ? remember(servers, values.server, parseServer) : parseServer(values.server);
     if (typeof server === 'string') throw new LinkError(`web_server: ${server}`);
     const scheme = prefix[1]?.toLowerCase() ?? 'https';
     head = server.scheme ? server.text : `${scheme}://${server.text}`;

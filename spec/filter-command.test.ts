@@ -97,3 +97,13 @@ test('explain: an unreadable file exits 66 with its name; no file exits 64', () 
   const b = run(['explain']);
   assert.equal(b.status, 64);
 });
+
+test('filter: override store unreachable with redis_fallback=tempfail exits 75 and writes nothing', () => {
+  const r = run(['filter', '--web-server', 'cal.example.org', '--redis', 'redis://127.0.0.1:1', '--redis-fallback', 'tempfail', '--recipient', 'bob@example.org'], fixture('google'));
+  assert.equal(r.status, 75, r.stderr.toString());
+  assert.equal(r.stdout.length, 0);
+  assert.match(r.stderr.toString(), /temporary failure: Link override store unavailable/);
+  const s = run(['filter', '--web-server', 'cal.example.org', '--redis', 'redis://127.0.0.1:1', '--recipient', 'bob@example.org'], fixture('google'));
+  assert.equal(s.status, 0, 'the default fallback (site) still adds the site link');
+  assert.match(s.stdout.toString('latin1'), /cal\.example\.org/);
+});

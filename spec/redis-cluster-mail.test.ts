@@ -111,7 +111,8 @@ before(async () => {
   sink = await startSink();
   filter = await startInProcFilter({
     next_hop: `smtp://127.0.0.1:${sink.port}`, next_hop_timeout: 5, connect_timeout: 2, web_server: SITE, local_domains: 'example.org,sales.example.org',
-    redis: cluster.url, override_cache_ttl_ms: 0,
+    // 500 ms, not 50: on a loaded test machine a slow answer must not pass for a failed node.
+    redis: cluster.url, override_cache_ttl_ms: 0, redis_timeout_ms: 500,
   });
 });
 after(async () => {
@@ -139,11 +140,11 @@ test('cluster: a master killed mid-stream: mail keeps flowing, links stay right,
   // too), carol (domain override) and erin (site); all were looked up before.
   const seen = [...[...byMaster.values()].map((users) => users[0]!), 'carol@sales.example.org', 'erin@example.org'];
   let failingOver = true;
-  const during: Array<Promise<void>> = [];
+  const during: Array<Promise<string[]>> = [];
   const sender = async () => {
     while (failingOver) {
       const copies = await send(seen);
-      during.push(wrongLinks(copies, seen).then((w) => assert.deepEqual(w, [], 'links during the failover')));
+      during.push(wrongLinks(copies, seen).catch((e: Error) => [e.message]));
       await sleep(50);
     }
   };
@@ -156,7 +157,7 @@ test('cluster: a master killed mid-stream: mail keeps flowing, links stay right,
     failingOver = false;
     await stream;
   }
-  await Promise.all(during);
+  assert.deepEqual((await Promise.all(during)).flat(), [], 'links during the failover');
   t.diagnostic(`master ${victim} killed; failover took ${Date.now() - started} ms; ${during.length} messages sent meanwhile`);
   assert.ok(during.length >= 2, 'mail was sent during the failover');
 
@@ -173,7 +174,7 @@ test('cluster: a master killed mid-stream: mail keeps flowing, links stay right,
   const everyone = [...USERS, ...OTHERS];
   assert.deepEqual(await wrongLinks(await send(everyone), everyone), []);
 
-  // A change made now reaches the filter (writes and the change notification work on the new master).
+  // A change made with the CLI now is used (writes work on the promoted replica, and the filter reads them).
   await overrides('set', 'user3@example.org', '--server', 'u3-new.example.org');
   const changeEnd = Date.now() + 5000;
   for (;;) {

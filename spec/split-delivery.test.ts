@@ -33,7 +33,9 @@ const ERIN = 'erin@example.org';
 const DAVE = 'dave@partner.example';
 const FOUR = [BOB, CAROL, ERIN, DAVE];
 const FROM = 'ada@example.org';
-const BASE = { web_server: SITE, local_domains: 'example.org,sales.example.org', next_hop_timeout: 5, connect_timeout: 2 };
+// redis_timeout_ms 500 instead of 50: on a loaded test machine a slow answer must not pass for Redis trouble
+// (a dead Redis refuses at once, so the outage tests take no longer for it).
+const BASE = { web_server: SITE, local_domains: 'example.org,sales.example.org', next_hop_timeout: 5, connect_timeout: 2, redis_timeout_ms: 500 };
 
 /** The link the default url_template builds for the fixture's event on `server`. */
 const linkOn = (server: string) => `https://${server}/calendar/event?uid=${UID}&recurrence-id=&sequence=0`;
@@ -209,7 +211,7 @@ describe('scale-out', () => {
   test('two filter processes share one Redis: an override set with the CLI is used by both within a second', async (t) => {
     const ports = [await freePort(), await freePort()];
     const args = (port: number) => ['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--redis', redis.url,
-      '--web-server', SITE, '--local-domains', 'example.org,sales.example.org', '--override-cache-ttl-ms', '60000', '--log-level', 'warn'];
+      '--web-server', SITE, '--local-domains', 'example.org,sales.example.org', '--override-cache-ttl-ms', '60000', '--redis-timeout-ms', '500', '--log-level', 'warn'];
     const procs: FilterProcess[] = [];
     try {
       procs.push(...(await Promise.all(ports.map((p) => startFilter(args(p))))));

@@ -19,6 +19,7 @@ const DATE_ONLY: Intl.DateTimeFormatOptions = { weekday: 'long', year: 'numeric'
 
 /** Long generic zone name ("Central European Time"), or the IANA name. */
 export function zoneName(zone: string, locale: string, at = Date.now()): string {
+  if (zone === 'UTC' || zone === 'Etc/UTC') return 'UTC';
   try {
     const p = new Intl.DateTimeFormat(locale, { timeZone: zone, timeZoneName: 'longGeneric' }).formatToParts(at);
     return p.find((x) => x.type === 'timeZoneName')?.value ?? zone;

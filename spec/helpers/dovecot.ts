@@ -15,8 +15,8 @@
 //   live in a passwd-file used as passdb and userdb, so LMTP refuses unknown users with 550.
 // - Login processes run as Debian's `dovenull`, auth as `dovecot` (both made by dovecot-core).
 
-import { execFile, spawnSync } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,6 +48,8 @@ export interface Dovecot {
   lmtpSocket: string;
   /** The password of every mailbox. */
   password: string;
+  /** The passwd-file of the mailboxes ("user@domain:{PLAIN}password:…", mode 0644). */
+  passwdFile: string;
   configFile: string;
   /** Messages in ADDRESS's INBOX now (new/ and cur/ of its maildir), 0 when it has none yet. */
   count(address: string): Promise<number>;
@@ -85,6 +87,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const conf = join(dir, 'dovecot.conf');
   const logFile = join(dir, 'dovecot.log');
   const mailDir = join(dir, 'mail');
+  const passwd = join(dir, 'passwd');
   LIVE.set(dir, conf);
 
   let stopped = false;
@@ -101,12 +104,11 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     const { uid, gid } = systemUser(MAIL_USER);
     await mkdir(mailDir, { mode: 0o700 });
     await chown(mailDir, uid, gid);
-    const passwd = join(dir, 'passwd');
     for (const u of opts.users) if (!/^[^\s:@]+@[^\s:@]+$/.test(u)) throw new Error(`not a mailbox address: ${u}`);
     // user:password:uid:gid:gecos:home:shell:extra — uid, gid and home come from default_fields.
     await writeFile(passwd, opts.users.map((u) => `${u}:{PLAIN}${password}::::::\n`).join(''), { mode: 0o644 });
     await writeFile(conf, config({ dir, mailDir, passwd, logFile, lmtpPort, imapPort, pop3Port, uid, gid }));
-    await run('dovecot', ['-c', conf], { env: ENV, timeout: TIMEOUT });
+    await launch(conf, join(dir, 'start.log'));
     // The master returns once it forked; the login and lmtp listeners answer right after.
     await waitForGreeting(imapPort, '* OK', 10_000);
     await waitForGreeting(pop3Port, '+OK', 10_000);
@@ -131,6 +133,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     pop3Port,
     lmtpSocket: join(dir, 'run', 'lmtp'),
     password,
+    passwdFile: passwd,
     configFile: conf,
     count,
     async waitFor(address, n, timeoutMs = 20_000) {
@@ -207,6 +210,26 @@ service lmtp {
   }
 }
 `;
+}
+
+/**
+ * `dovecot -c FILE`: the master forks into the background and the command returns. Its output
+ * goes to a file, not a pipe: processes the master starts keep inherited descriptors open for a
+ * while, and waiting for a pipe to close would wait for them (15 s, measured).
+ */
+async function launch(conf: string, outFile: string): Promise<void> {
+  const out = await open(outFile, 'w');
+  try {
+    const child = spawn('dovecot', ['-c', conf], { env: ENV, stdio: ['ignore', out.fd, out.fd] });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`dovecot -c did not return within ${TIMEOUT} ms`)); }, TIMEOUT);
+      child.once('error', (e) => { clearTimeout(timer); reject(e); });
+      child.once('exit', (c) => { clearTimeout(timer); resolve(c); });
+    });
+    if (code !== 0) throw new Error(`dovecot -c ${conf} exited with ${code}: ${await readFile(outFile, 'utf8')}`);
+  } finally {
+    await out.close();
+  }
 }
 
 function systemUser(name: string): { uid: number; gid: number } {

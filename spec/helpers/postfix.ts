@@ -27,6 +27,7 @@ import { freePort } from './filter-process.js';
 
 const run = promisify(execFile);
 const FRAGMENTS = new URL('../../deploy/postfix/after-queue/', import.meta.url);
+const MILTER_FRAGMENTS = new URL('../../deploy/milter/', import.meta.url);
 // Postfix's commands live in /usr/sbin, which a non-root PATH may lack.
 const ENV = { ...process.env, PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin` };
 const TIMEOUT = 30_000;
@@ -78,6 +79,11 @@ export interface PostfixOptions {
   routes?: Record<string, string>;
   /** Another recipe folder of deploy/postfix instead of after-queue (see PostfixRecipe). */
   recipe?: PostfixRecipe;
+  /**
+   * Milter mode: deploy/milter/main.cf.fragment (smtpd_milters) with this port instead of the
+   * after-queue recipe; filterPort is then ignored and nothing listens on reinjectPort.
+   */
+  milterPort?: number;
 }
 
 /**
@@ -151,6 +157,10 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
         .filter((line) => !own.has(/^([a-z0-9_]+)\s*=/.exec(line)?.[1] ?? '')).join('\n');
       main = base + main;
       master = baseMaster(smtpPort) + master;
+    } else if (opts.milterPort !== undefined) {
+      main = baseMain(dir, opts.sinkPort, routing(opts)) + fragment('milter/main', await readFile(new URL('main.cf.fragment', MILTER_FRAGMENTS), 'utf8'),
+        /inet:127\.0\.0\.1:10027(?=[\s,}])/g, `inet:127.0.0.1:${opts.milterPort}`);
+      master = baseMaster(smtpPort);
     } else {
       main = baseMain(dir, opts.sinkPort, routing(opts)) + fragment('main', await readFragment('main.cf.fragment'),
         /^content_filter = calfilter:\[127\.0\.0\.1\]:10025$/gm, `content_filter = calfilter:[127.0.0.1]:${opts.filterPort}`);
@@ -161,6 +171,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     await writeFile(join(etc, 'master.cf'), master);
     const extra = Object.entries(opts.main ?? {}).map(([k, v]) => `${k}=${v}`);
     if (extra.length) await postconf(['-c', etc, '-e', ...extra]);
+    for (const table of opts.recipe?.postmap ?? []) await run('postmap', ['-c', etc, join(etc, table)], { env: ENV, timeout: TIMEOUT });
     await run('postfix', ['-c', etc, 'start'], { env: ENV, timeout: TIMEOUT });
   } catch (err) {
     const log = await readFile(maillog, 'utf8').catch(() => '(no maillog)');
@@ -186,7 +197,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
 }
 
 function baseMain(dir: string, sinkPort: number, route = `transport_maps = static:smtp:[127.0.0.1]:${sinkPort}\n`): string {
-  return `# Private test instance written by spec/helpers/postfix.ts; the after-queue fragment follows.
+  return `# Private test instance written by spec/helpers/postfix.ts; the recipe's fragment follows.
 compatibility_level = 3.6
 queue_directory = ${dir}/queue
 data_directory = ${dir}/data
@@ -217,7 +228,7 @@ maximal_backoff_time = 2s
 
 function baseMaster(smtpPort: number): string {
   // The services a Postfix 3.x instance needs, none chrooted; the fragment adds the filter's two.
-  return `# Private test instance written by spec/helpers/postfix.ts; the after-queue fragment follows.
+  return `# Private test instance written by spec/helpers/postfix.ts; the recipe's fragment follows.
 127.0.0.1:${smtpPort} inet n - n - - smtpd
 pickup     unix  n - n 60 1 pickup
 cleanup    unix  n - n -  0 cleanup
@@ -275,7 +286,6 @@ async function loadRecipe(recipe: PostfixRecipe, etc: string, reinjectPort: numb
     if (!main.includes(path)) throw new Error(`${recipe.dir}/main.cf.fragment does not name ${path}`);
     main = main.replaceAll(path, join(etc, table));
     await writeFile(join(etc, table), await load(table));
-    if (recipe.postmap?.includes(table)) await run('postmap', [join(etc, table)], { env: ENV, timeout: TIMEOUT });
   }
   return { main, master };
 }

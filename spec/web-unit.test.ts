@@ -1,0 +1,328 @@
+// Unit tests of the built-in web view: tokens, the REPLY builder, supersede rules (memory and the real
+// Lua script on redis-server), time formatting, escaping of hostile calendar values, and the status codes
+// of the routes (404 before any store access, 410, 503), all through hono's app.request().
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildReply, readEvent, ReplyError } from '../lib/calendar-event.js';
+import { mintViewToken, verifyViewToken, recipientTag, newSnapshotId, mintFormToken, verifyFormToken } from '../lib/snapshot-token.js';
+import { MemorySnapshotStore, openSnapshotStore, type IngestArgs, type SnapshotStore } from '../lib/snapshot-store.js';
+import { createWebApp, SECURITY_HEADERS } from '../lib/web/server.js';
+import { formatWhen, describeRule } from '../lib/web/format.js';
+import { expiry } from '../lib/snapshot-ingest.js';
+import { loadConfig } from '../lib/config.js';
+import { webSettings } from '../lib/snapshot-config.js';
+import { ConfigError } from '../lib/config.js';
+import { ics, inviteMail } from './helpers/web-fixtures.js';
+import { ingestMail, testSettings, viewPath } from './helpers/web-ingest.js';
+import { startRedis } from './helpers/redis.js';
+
+const { settings: S } = testSettings();
+const silent = () => undefined;
+
+/** A store that fails the test if anything touches it. */
+function untouchable(): SnapshotStore {
+  return new Proxy({} as SnapshotStore, { get: (_t, p) => (p === 'kind' ? 'memory' : () => { throw new Error(`store touched: ${String(p)}`); }) });
+}
+
+test('view token: round trip, 63 characters, bound to R and rid', () => {
+  const r = recipientTag(S.rcptKey, 'Ann@Example.net');
+  assert.equal(r, recipientTag(S.rcptKey, 'ann@example.net'));
+  const rid = newSnapshotId();
+  const t = mintViewToken(S.tokenKeys, 1, r, rid);
+  assert.equal(t.length, 63);
+  assert.deepEqual(verifyViewToken(t, S.tokenKeys), { kid: 1, r, rid });
+});
+
+test('view token: every single-byte tamper, wrong kid, truncation and padding → 404 without store access', async () => {
+  const t = mintViewToken(S.tokenKeys, 1, recipientTag(S.rcptKey, 'ann@example.net'), newSnapshotId());
+  const app = createWebApp({ settings: S, store: untouchable(), log: silent });
+  const bad: string[] = [];
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  for (let i = 0; i < t.length; i++) {
+    if (t[i] === '.') continue;
+    const c = alphabet[(alphabet.indexOf(t[i]!) + 1 + (i % 7)) % 64]!;
+    bad.push(t.slice(0, i) + c + t.slice(i + 1));
+  }
+  // Flipping bytes of the decoded payload (kid included) rather than characters.
+  const [p, m] = t.split('.') as [string, string];
+  const raw = Buffer.from(p, 'base64url');
+  for (let i = 0; i < raw.length; i++) {
+    const x = Buffer.from(raw);
+    x[i] = (x[i]! ^ 0x01);
+    bad.push(`${x.toString('base64url')}.${m}`);
+  }
+  const other = new Map([[2, S.tokenKeys.get(1)!]]);
+  assert.equal(verifyViewToken(t, other), null, 'wrong kid');
+  bad.push(t.slice(0, -1), t.slice(1), `${t}A`, `${t}=`, t.replace('.', ''), `${p}.`, '', 'x'.repeat(63));
+  for (const b of bad) assert.equal(verifyViewToken(b, S.tokenKeys), null, b);
+  // Through the server: 404 for all of them, and the store was never asked (it would throw → 500).
+  const fresh = createWebApp({ settings: S, store: untouchable(), log: silent });
+  for (const b of bad.slice(0, 15)) {
+    const res = await fresh.request(`/m/${encodeURIComponent(b)}`);
+    assert.equal(res.status, 404, b);
+  }
+  assert.equal((await app.request(`/m/${t}`.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')))).status, 404);
+});
+
+test('form token: bound to snapshot, action and sequence; expires after two hours', () => {
+  const key = S.tokenKeys.get(1)!;
+  const now = Date.UTC(2026, 10, 1);
+  const f = mintFormToken(key, 'rid1', 'rsvp', 3, now);
+  assert.ok(verifyFormToken(key, f, 'rid1', 'rsvp', 3, now + 1000));
+  assert.ok(!verifyFormToken(key, f, 'rid2', 'rsvp', 3, now));
+  assert.ok(!verifyFormToken(key, f, 'rid1', 'signin', 3, now));
+  assert.ok(!verifyFormToken(key, f, 'rid1', 'rsvp', 4, now));
+  assert.ok(!verifyFormToken(key, f, 'rid1', 'rsvp', 3, now + 2 * 3600_000 + 1000));
+  assert.ok(!verifyFormToken(key, `${f.slice(0, -1)}A`, 'rid1', 'rsvp', 3, now));
+});
+
+test('start-up refuses missing or short keys, naming them', () => {
+  const base = { web_base_url: 'https://cal.example.org', web_token_keys: `1=${'ab'.repeat(32)}`, web_rcpt_key: 'cd'.repeat(32) };
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ ...base, web_base_url: '' }, /web_base_url/],
+    [{ ...base, web_token_keys: '' }, /web_token_keys/],
+    [{ ...base, web_token_keys: `1=${'ab'.repeat(16)}` }, /web_token_keys.*16 bytes/],
+    [{ ...base, web_rcpt_key: '' }, /web_rcpt_key/],
+    [{ ...base, web_rcpt_key: 'cd'.repeat(31) }, /web_rcpt_key/],
+    [{ ...base, web_token_kid: 2 }, /web_token_kid 2/],
+  ];
+  for (const [flags, re] of bad) assert.throws(() => webSettings(loadConfig({ flags })), (e: Error) => e instanceof ConfigError && re.test(e.message), JSON.stringify(flags));
+  assert.equal(webSettings(loadConfig({ flags: base })).origin, 'https://cal.example.org');
+});
+
+test('REPLY builder follows RFC 5546 §3.2.3', () => {
+  const req = ics({ sequence: 2 });
+  const now = new Date(Date.UTC(2026, 10, 26, 11, 20, 26));
+  const out = buildReply(req, { attendee: 'ann@example.net', partstat: 'ACCEPTED', comment: 'a;b,c\\ d', now });
+  const lines = out.split('\r\n');
+  assert.ok(out.endsWith('\r\n') && !/[^\r]\n/.test(out), 'CRLF only');
+  for (const l of lines) assert.ok(Buffer.byteLength(l) <= 75, `folded: ${l}`);
+  const unfolded = out.replace(/\r\n[ \t]/g, '');
+  const has = (re: RegExp) => unfolded.split('\r\n').filter((l) => re.test(l));
+  assert.deepEqual(has(/^METHOD:/), ['METHOD:REPLY']);
+  const att = has(/^ATTENDEE/);
+  assert.equal(att.length, 1, 'exactly one ATTENDEE');
+  assert.match(att[0]!, /PARTSTAT=ACCEPTED/);
+  assert.match(att[0]!, /:mailto:Ann@Example\.net$/, 'the value exactly as in the request');
+  assert.deepEqual(has(/^ORGANIZER/), ['ORGANIZER;CN=Olga Organizer:mailto:olga@example.org']);
+  assert.deepEqual(has(/^UID:/), ['UID:web-test-1@example.org']);
+  assert.deepEqual(has(/^SEQUENCE:/), ['SEQUENCE:2']);
+  assert.deepEqual(has(/^DTSTAMP/), ['DTSTAMP:20261126T112026Z']);
+  assert.deepEqual(has(/^RECURRENCE-ID/), []);
+  assert.deepEqual(has(/^DTSTART;TZID/), ['DTSTART;TZID=America/New_York:20261203T090000']);
+  assert.deepEqual(has(/^COMMENT/), ['COMMENT:a\\;b\\,c\\\\ d']);
+  assert.equal(has(/^BEGIN:VTIMEZONE/).length, 1, 'the referenced VTIMEZONE');
+  assert.equal(has(/^BEGIN:VALARM/).length, 0, 'no VALARM');
+  assert.equal(has(/^BEGIN:VEVENT/).length, 1);
+
+  const zero = buildReply(ics({ sequence: 0, tzid: null, start: '20261203T140000Z', end: '20261203T150000Z' }), { attendee: 'mailto:ANN@example.net', partstat: 'DECLINED' });
+  assert.doesNotMatch(zero, /^SEQUENCE/m, 'SEQUENCE 0 omitted');
+  assert.doesNotMatch(zero, /VTIMEZONE/, 'no VTIMEZONE without a TZID');
+  const inst = buildReply(ics({ recurrenceId: '20261210T090000', sequence: 1 }), { attendee: 'ann@example.net', partstat: 'TENTATIVE' });
+  assert.match(inst, /^RECURRENCE-ID;TZID=America\/New_York:20261210T090000\r$/m);
+  assert.throws(() => buildReply(ics(), { attendee: 'eve@example.net', partstat: 'ACCEPTED' }), ReplyError);
+  assert.throws(() => buildReply(ics().replace(/^ORGANIZER.*\r\n/m, ''), { attendee: 'ann@example.net', partstat: 'ACCEPTED' }), ReplyError);
+});
+
+test('sequence falls back to X-MICROSOFT-CDO-APPT-SEQUENCE when SEQUENCE is 0', () => {
+  assert.equal(readEvent(ics({ sequence: 0, extra: ['X-MICROSOFT-CDO-APPT-SEQUENCE:4'] }))?.sequence, 4);
+  assert.equal(readEvent(ics({ sequence: 2, extra: ['X-MICROSOFT-CDO-APPT-SEQUENCE:4'] }))?.sequence, 2);
+});
+
+test('TTL: last occurrence plus grace, capped; endless series get the cap', () => {
+  const rx = Date.UTC(2026, 10, 1);
+  const d = 86_400;
+  assert.deepEqual(expiry(Date.UTC(2026, 11, 3), rx, 30, 400).expireAt, Date.UTC(2026, 11, 3) / 1000 + 30 * d);
+  assert.equal(expiry(Date.UTC(2030, 0, 1), rx, 30, 400).expireAt, rx / 1000 + 400 * d);
+  assert.equal(expiry(null, rx, 30, 400).expireAt, rx / 1000 + 400 * d);
+  assert.equal(expiry(Date.UTC(2020, 0, 1), rx, 30, 400).expireAt, rx / 1000 + 30 * d, 'a past meeting lives grace days from receipt');
+  assert.equal(readEvent(ics({ rrule: 'FREQ=WEEKLY' }))?.lastEnd, null);
+  assert.equal(readEvent(ics({ rrule: 'FREQ=WEEKLY;COUNT=3' }))?.lastEnd, Date.UTC(2026, 11, 17, 15));
+});
+
+async function supersede(store: SnapshotStore, name: string): Promise<void> {
+  const r = recipientTag(S.rcptKey, `${name}@example.net`);
+  const base = (rid: string, seq: number, stamp: string, method = 'REQUEST', recur = '', range = ''): IngestArgs => ({
+    r, rid, evkey: 'ev1', recur, seq, stamp, method, range, expireAt: Math.floor(Date.now() / 1000) + 3600,
+    lastEnd: Math.floor(Date.now() / 1000) + 600, maxEvents: 10, pruneBefore: 0, fields: { kind: 'request', meth: method, evkey: 'ev1', recur },
+  });
+  assert.equal(await store.ingest(base('a', 0, '20261101T000000Z'), 1000), true, 'first');
+  assert.equal(await store.ingest(base('b', 2, '20261102T000000Z'), 1000), true, 'higher SEQUENCE');
+  assert.equal(await store.ingest(base('c', 1, '20261103T000000Z'), 1000), false, 'a late older REQUEST');
+  assert.equal(await store.ingest(base('d', 2, '20261101T000000Z'), 1000), false, 'same SEQUENCE, older DTSTAMP');
+  assert.equal(await store.ingest(base('e', 2, '20261104T000000Z'), 1000), true, 'same SEQUENCE, newer DTSTAMP');
+  assert.equal((await store.event(r, 'ev1'))?.cur, 'e');
+  assert.equal(await store.ingest(base('f', 3, '20261105T000000Z', 'CANCEL', '20261210T090000'), 1000), true, 'instance CANCEL');
+  let ev = (await store.event(r, 'ev1'))!;
+  assert.equal(ev['x:20261210T090000:cancelled'], '1');
+  assert.equal(ev['cur:cancelled'], undefined, 'the series stays');
+  await store.ingest(base('g', 3, '20261105T000000Z', 'CANCEL', '20261217T090000', 'THISANDFUTURE'), 1000);
+  assert.equal((await store.event(r, 'ev1'))!['x:20261217T090000:cancelled'], 'THISANDFUTURE');
+  assert.equal(await store.ingest(base('h', 3, '20261106T000000Z', 'CANCEL'), 1000), true, 'whole CANCEL');
+  ev = (await store.event(r, 'ev1'))!;
+  assert.equal(ev.cur, 'h');
+  assert.equal(ev['cur:cancelled'], '1');
+  assert.deepEqual(await store.agenda(r, 0), ['ev1']);
+  assert.ok(await store.snapshot(r, 'c'), 'older snapshots stay readable (their links say "newer version")');
+}
+
+test('supersede rules: memory store', async () => {
+  await supersede(new MemorySnapshotStore(), 'mem');
+});
+
+test('supersede rules: the Lua script on a real redis-server, every key in one slot, TTLs set', async () => {
+  const redis = await startRedis();
+  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
+  try {
+    assert.ok(await store.ready(2000));
+    await supersede(store, 'lua');
+    const keys = (await redis.cli('KEYS', '*')).split('\n').filter(Boolean);
+    assert.ok(keys.length >= 5);
+    const tags = new Set(keys.map((k) => /\{([^}]+)\}/.exec(k)?.[1]));
+    assert.equal(tags.size, 1, 'one hash tag');
+    for (const k of keys) assert.ok(Number(await redis.cli('TTL', k)) > 0, `TTL on ${k}`);
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+});
+
+test('time formatting: DST edges, all-day, floating, Windows zone without VTIMEZONE', () => {
+  const before = readEvent(ics({ start: '20261031T090000', end: '20261031T100000' }))!;
+  const after = readEvent(ics({ start: '20261102T090000', end: '20261102T100000' }))!;
+  assert.equal(before.start!.utc, Date.UTC(2026, 9, 31, 13));
+  assert.equal(after.start!.utc, Date.UTC(2026, 10, 2, 14));
+  const ny = formatWhen(after.start!, after.end, 'America/New_York', 'en-US');
+  assert.match(ny.range, /November 2, 2026.*9:00\s?–\s?10:00\s?AM/);
+  assert.equal(ny.zone, 'Eastern Time');
+  assert.equal(ny.organizer, null, 'same zone: no second line');
+  const berlin = formatWhen(after.start!, after.end, 'Europe/Berlin', 'de-DE');
+  assert.match(berlin.range, /15:00\s?–\s?16:00/);
+  assert.match(berlin.organizer ?? '', /09:00.*America\/New_York/);
+  // Berlin spring-forward 2026-03-29: 09:00 in New York (EDT since 8 March) is 15:00 in Berlin before, 15:00 after.
+  const spring = readEvent(ics({ start: '20260328T090000', end: '20260328T100000' }))!;
+  assert.match(formatWhen(spring.start!, spring.end, 'Europe/Berlin', 'de-DE').range, /14:00/);
+  const spring2 = readEvent(ics({ start: '20260330T090000', end: '20260330T100000' }))!;
+  assert.match(formatWhen(spring2.start!, spring2.end, 'Europe/Berlin', 'de-DE').range, /15:00/);
+  // Without its VTIMEZONE the IANA name is still honoured (not floating).
+  const noTz = readEvent(ics({ withVtimezone: false }))!;
+  assert.equal(noTz.start!.utc, Date.UTC(2026, 11, 3, 14));
+  const win = readEvent(ics({ tzid: 'W. Europe Standard Time' }))!;
+  assert.equal(win.start!.utc, Date.UTC(2026, 11, 3, 8));
+  assert.equal(win.start!.zone, 'Europe/Berlin');
+  const allDay = readEvent(ics({ tzid: null, start: '20261203', end: '20261204' }))!;
+  const w = formatWhen(allDay.start!, allDay.end, 'Asia/Tokyo', 'en-GB');
+  assert.equal(w.note, 'all-day');
+  assert.equal(w.range, 'Thursday, 3 December 2026', 'exclusive DTEND: one day');
+  const floating = readEvent(ics({ tzid: null }))!;
+  const f = formatWhen(floating.start!, floating.end, 'Asia/Tokyo', 'en-GB');
+  assert.equal(f.note, 'floating');
+  assert.match(f.range, /09:00/);
+  const unknown = readEvent(ics({ tzid: 'Mars/Olympus_Mons' }))!;
+  assert.equal(unknown.start!.floating, true);
+  assert.equal(describeRule(readEvent(ics({ rrule: 'FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;COUNT=10' }))!.rrule!, 'en'), 'Every 2 weeks on Monday and Wednesday, 10 times');
+  assert.match(describeRule(readEvent(ics({ rrule: 'FREQ=MONTHLY;BYDAY=-1FR' }))!.rrule!, 'de'), /^Every month on last Freitag$/);
+});
+
+test('hostile SUMMARY/LOCATION/DESCRIPTION/URL values are escaped; only http(s)/mailto become links', async () => {
+  const store = new MemorySnapshotStore();
+  const cal = ics({
+    summary: '<script>alert(1)</script>\u202Egnp.exe',
+    location: 'javascript:alert(1)',
+    description: '"onmouseover=alert(1) <img src=x onerror=alert(1)> see https://ok.example/x?a=1&b=<2> and data:text/html\\,<b>x</b>',
+    url: 'data:text/html;base64\\,PHNjcmlwdD4=',
+  });
+  const [d] = await ingestMail(inviteMail(cal), ['ann@example.net'], store, S);
+  const app = createWebApp({ settings: S, store, log: silent });
+  const res = await app.request(viewPath(d));
+  assert.equal(res.status, 200);
+  const body = await res.text();
+  assert.doesNotMatch(body, /<script/i);
+  assert.doesNotMatch(body, /<img/i);
+  assert.doesNotMatch(body, /href="(javascript|data):/i);
+  assert.doesNotMatch(body, /\u202E/);
+  assert.match(body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  assert.match(body, /&quot;onmouseover=alert\(1\)/);
+  assert.match(body, /<a href="https:\/\/ok\.example\/x\?a=1&amp;b=" rel="noopener noreferrer nofollow">/);
+  const big = ics({ summary: 'A'.repeat(1024 * 1024) });
+  const [b] = await ingestMail(inviteMail(big), ['ann@example.net'], store, S);
+  const r2 = await app.request(viewPath(b));
+  assert.equal(r2.status, 200, 'a 1 MB SUMMARY (over the storage cap) still renders from the stored facts');
+});
+
+test('routes: headers on every answer, 410 for a deleted snapshot, 503 when the store is down, HEAD has no effect', async () => {
+  const store = new MemorySnapshotStore();
+  const [d] = await ingestMail(inviteMail(ics()), ['ann@example.net'], store, S);
+  const app = createWebApp({ settings: S, store, log: silent });
+  const path = viewPath(d);
+  for (const p of [path, `${path}/invite.ics`, `${path}/event.ics`, '/robots.txt', '/nope', '/m/bad']) {
+    const res = await app.request(p);
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(res.headers.get(k), v, `${p} ${k}`);
+  }
+  const ical = await (await app.request(`${path}/invite.ics`)).text();
+  assert.match(ical, /^METHOD:REQUEST\r$/m);
+  const copy = await (await app.request(`${path}/event.ics`)).text();
+  assert.doesNotMatch(copy, /METHOD|ATTENDEE|VALARM/);
+  const before = store.keys();
+  assert.equal((await app.request(path, { method: 'HEAD' })).status, 200);
+  assert.deepEqual(store.keys(), before);
+  store.down = true;
+  const down = await app.request(path);
+  assert.equal(down.status, 503);
+  assert.equal(down.headers.get('retry-after'), '30');
+  store.down = false;
+  const { claims } = { claims: verifyViewToken(path.slice(3), S.tokenKeys)! };
+  await store.deleteSnapshot(claims.r, claims.rid);
+  assert.equal((await app.request(path)).status, 410);
+});
+
+test('POST checks: foreign Origin or Sec-Fetch-Site → 403, wrong type → 415, big body → 413', async () => {
+  const store = new MemorySnapshotStore();
+  const [d] = await ingestMail(inviteMail(ics()), ['ann@example.net'], store, S);
+  const app = createWebApp({ settings: S, store, log: silent });
+  const url = `${viewPath(d)}/rsvp`;
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  assert.equal((await app.request(url, { method: 'POST', headers: { ...form, origin: 'https://evil.example' }, body: 'partstat=ACCEPTED' })).status, 403);
+  assert.equal((await app.request(url, { method: 'POST', headers: { ...form, 'sec-fetch-site': 'cross-site' }, body: 'partstat=ACCEPTED' })).status, 403);
+  assert.equal((await app.request(url, { method: 'POST', headers: { ...form, origin: 'null' }, body: 'partstat=ACCEPTED' })).status, 403);
+  assert.equal((await app.request(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'partstat=ACCEPTED' })).status, 415);
+  assert.equal((await app.request(url, { method: 'POST', headers: { ...form, 'content-length': '9000' }, body: `comment=${'x'.repeat(9000)}` })).status, 413);
+  assert.equal((await app.request(url, { method: 'POST', headers: { ...form, origin: S.origin, 'sec-fetch-site': 'same-origin' }, body: 'partstat=ACCEPTED&f=bad' })).status, 400, 'form token checked');
+});
+
+test('agenda: sign-in link by mail (GET does not consume it), session, agenda with the invitation; link mode', async () => {
+  const { startSink } = await import('./helpers/sink.js');
+  const mta = await startSink();
+  try {
+    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
+    const store = new MemorySnapshotStore();
+    const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000' })), ['ann@example.net'], store, settings);
+    const app = createWebApp({ settings, store, log: silent });
+    const page = await (await app.request(viewPath(d))).text();
+    const f = /action="[^"]*\/signin"[^>]*><input type="hidden" name="f" value="([^"]+)"/.exec(page)?.[1];
+    assert.ok(f, 'sign-in form offered');
+    const form = { 'content-type': 'application/x-www-form-urlencoded', origin: settings.origin, 'sec-fetch-site': 'same-origin' };
+    assert.equal((await app.request(`${viewPath(d)}/signin`, { method: 'POST', headers: form, body: `f=${f}` })).status, 200);
+    const [mail] = await mta.waitFor(1);
+    assert.deepEqual(mail!.envelope.to.map((r) => r.address), ['ann@example.net']);
+    const otpPath = /http:\/\/127\.0\.0\.1:8081(\/s\/[A-Za-z0-9_-]{43})/.exec(mail!.raw.toString())?.[1];
+    assert.ok(otpPath);
+    for (let i = 0; i < 5; i++) assert.equal((await app.request(otpPath)).status, 200, 'a scanner GET does not use the link up');
+    const signed = await app.request(otpPath, { method: 'POST', headers: form, body: '' });
+    assert.equal(signed.status, 303);
+    const cookie = signed.headers.get('set-cookie')!.split(';')[0]!;
+    assert.equal((await app.request(otpPath, { method: 'POST', headers: form, body: '' })).status, 410, 'works once');
+    const agenda = await app.request('/c?from=2027-12-01&days=7', { headers: { cookie } });
+    assert.equal(agenda.status, 200);
+    const body = await agenda.text();
+    assert.match(body, /Budget review/);
+    assert.match(body, /reached ann@example\.net/);
+    assert.equal((await app.request('/c')).status, 401);
+    const linkMode = createWebApp({ settings: testSettings({ web_agenda_auth: 'link' }).settings, store, log: silent });
+    assert.match(await (await linkMode.request(`${viewPath(d)}/calendar?from=2027-12-01&days=7`)).text(), /Budget review/);
+    assert.equal((await app.request(`${viewPath(d)}/calendar`)).status, 404, 'link mode is opt-in');
+  } finally {
+    await mta.close();
+  }
+});
