@@ -6,7 +6,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { closeApp, createApp } from './app.js';
-import { ConfigError, configKeyKind, describeConfig, loadConfig, type Config } from './config.js';
+import { ConfigError, configKeyKind, describeConfig, loadConfig, readConfigFile, type Config } from './config.js';
 import { createLogger, type LogFn } from './log.js';
 import { planDelivery } from './plan.js';
 import { startServe } from './serve.js';
@@ -190,7 +190,8 @@ async function filter(p: Parsed): Promise<number> {
   const config = configFrom(p);
   // A pipe filter runs once per message, and Exim may merge stderr into the message: only
   // warnings and errors by default (log_level=debug or info set explicitly still wins).
-  const explicit = p.flags.log_level !== undefined || process.env.CALFILTER_LOG_LEVEL !== undefined;
+  const explicit = p.flags.log_level !== undefined || process.env.CALFILTER_LOG_LEVEL !== undefined ||
+    (p.configFile !== undefined && 'log_level' in readConfigFile(p.configFile));
   const log: LogFn = createLogger({ level: explicit ? config.log_level : 'error', out: process.stderr });
   const app = await createApp(config, log).catch((e: Error) => { throw new ConfigError(e.message); });
   let spool;

@@ -78,16 +78,24 @@ export function skeleton(buf: Buffer): Skeleton {
  * Maps what mailsplit emits for a skeleton back to the original bytes, chunk by chunk in order.
  * A gap lies strictly inside a run, so a chunk that ends at a gap's offset ends after the gap (the
  * run's last line was trimmed away as the delimiter's line break) and the next one starts after it.
+ * The map counts the bytes it is asked for: on broken input mailsplit may emit some twice, and then
+ * the chunks no longer line up with the skeleton (exact() is false) and the mapping means nothing.
  */
 export class SkeletonMap {
   private at = 0;
   private shift = 0;
   private next = 0;
 
-  constructor(private readonly raw: Buffer, private readonly gaps: Skeleton['gaps']) {}
+  constructor(private readonly raw: Buffer, private readonly skel: Skeleton) {}
+
+  /** True when mailsplit emitted every skeleton byte exactly once, in order. */
+  exact(): boolean {
+    return this.at === this.skel.bytes.length;
+  }
 
   private toOriginal(at: number): number {
-    while (this.next < this.gaps.length && this.gaps[this.next].at <= at) this.shift += this.gaps[this.next++].len;
+    const gaps = this.skel.gaps;
+    while (this.next < gaps.length && gaps[this.next].at <= at) this.shift += gaps[this.next++].len;
     return at + this.shift;
   }
 

@@ -11,6 +11,7 @@ import type { MessageStructure, MimePart } from './types.js';
 import type { SpoolReader } from './spool.js';
 import { parseHeaderValue } from './mime-params.js';
 import { createBodyDecoder, type BodyDecoder } from './part-codec.js';
+import { skeleton, SkeletonMap } from './mime-skeleton.js';
 
 /** Default cap for a classifier part's decoded bytes. */
 export const MAX_DECODED_BYTES = 4 * 1024 * 1024;
@@ -92,18 +93,24 @@ class StructureBuilder {
   }
 
   /** take(), but a surprise in our own bookkeeping marks the structure damaged instead of throwing. */
-  takeSafely(obj: SplitterChunk): void {
+  takeSafely(obj: SplitterChunk, map?: SkeletonMap): void {
     try {
-      this.take(obj);
+      this.take(obj, map);
     } catch (err) {
       this.hurt(`structure: ${(err as Error).message}`);
     }
   }
 
-  take(obj: SplitterChunk): void {
-    if (obj.type === 'node') this.onNode(obj);
-    else if (obj.type === 'body') this.onBody(obj.node, obj.value);
-    else this.onData(obj.value);
+  /** With a skeleton map, chunk values are swapped for the original bytes they stand for. */
+  take(obj: SplitterChunk, map?: SkeletonMap): void {
+    if (obj.type === 'node') {
+      map?.take(obj._headerlen);
+      this.onNode(obj);
+      return;
+    }
+    const value = map ? map.take(obj.value.length) : obj.value;
+    if (obj.type === 'body') this.onBody(obj.node, value);
+    else this.onData(value);
   }
 
   private advance(buf: Buffer): void {
@@ -290,24 +297,25 @@ export const damageReasons = new WeakMap<MessageStructure, string[]>();
 
 /** One structure pass over the message. See the file header for what comes back and how it fails. */
 export async function analyzeMessage(src: SpoolReader, opts: AnalyzeOptions = {}): Promise<AnalyzeResult> {
-  const builder = new StructureBuilder(opts.maxDecoded ?? MAX_DECODED_BYTES);
+  const maxDecoded = opts.maxDecoded ?? MAX_DECODED_BYTES;
+  if (src.inMemory) {
+    // mailsplit reads the skeleton (lib/mime-skeleton.ts), in one write; the builder sees the original
+    // bytes. Anything odd (damage, bytes emitted twice) and the whole message is split instead, so that
+    // a broken message gets exactly the structure and damage reasons mailsplit itself gives it.
+    const raw = src.buffer();
+    const skel = skeleton(raw);
+    if (skel.gaps.length) {
+      const map = new SkeletonMap(raw, skel);
+      const result = await splitBuffer(skel.bytes, raw.length, maxDecoded, map);
+      if (!result.structure.damaged && map.exact()) return result;
+    }
+    return splitBuffer(raw, raw.length, maxDecoded);
+  }
+  const builder = new StructureBuilder(maxDecoded);
   // ignoreEmbedded: a forwarded invite's text/calendar must stay invisible to the classifiers
   const splitter = new Splitter({ ignoreEmbedded: true });
   let splitError: Error | null = null;
   const events = splitter as unknown as NodeJS.EventEmitter; // mailsplit's typings only name 'data'
-  if (src.inMemory) {
-    // one write, no stream plumbing: measurably cheaper for the small messages that stay in memory
-    await new Promise<void>((resolve) => {
-      splitter.on('data', (obj: SplitterChunk) => builder.takeSafely(obj));
-      events.once('end', resolve);
-      events.once('error', (err: Error) => {
-        splitError = err;
-        resolve();
-      });
-      splitter.end(src.buffer());
-    });
-    return done(builder, src.size, splitError);
-  }
   const input = src.stream();
   await new Promise<void>((resolve, reject) => {
     splitter.on('data', (obj: SplitterChunk) => builder.takeSafely(obj));
@@ -325,6 +333,24 @@ export async function analyzeMessage(src: SpoolReader, opts: AnalyzeOptions = {}
     input.pipe(splitter);
   });
   return done(builder, src.size, splitError);
+}
+
+/** One write, no stream plumbing: measurably cheaper for the small messages that stay in memory. */
+async function splitBuffer(bytes: Buffer, size: number, maxDecoded: number, map?: SkeletonMap): Promise<AnalyzeResult> {
+  const builder = new StructureBuilder(maxDecoded);
+  const splitter = new Splitter({ ignoreEmbedded: true }); // see analyzeMessage
+  const events = splitter as unknown as NodeJS.EventEmitter;
+  let splitError: Error | null = null;
+  await new Promise<void>((resolve) => {
+    splitter.on('data', (obj: SplitterChunk) => builder.takeSafely(obj, map));
+    events.once('end', resolve);
+    events.once('error', (err: Error) => {
+      splitError = err;
+      resolve();
+    });
+    splitter.end(bytes);
+  });
+  return done(builder, size, splitError);
 }
 
 function done(builder: StructureBuilder, size: number, error: Error | null): AnalyzeResult {
