@@ -256,7 +256,7 @@ async function main() {
     console.log(`  redis-server CPU: ${((redisCpu / withRedis.n) * 1000).toFixed(0)} µs/msg`);
     const perRound = runs[1]!.map((r, k) => quantile([...r.lat].sort((a, b) => a - b), 0.99) - quantile([...runs[0]![k]!.lat].sort((a, b) => a - b), 0.99));
     console.log(`  p99 difference per round (Redis − memory): ${perRound.map(signed).join(', ')} ms`);
-    console.log(`  Redis GETs: ${gets} for ${withRedis.n} messages (${(gets / withRedis.n).toFixed(2)} per message: the recipient's key; the shared "@example.org" lookups in flight are joined)`);
+    console.log(`  Redis GETs: ${gets} for ${withRedis.n} messages (${(gets / withRedis.n).toFixed(2)} per message: the recipient's key and "@example.org"; lookups of one key in flight at once share a GET)`);
     const n = hist.count - before.count;
     if (n > 0) {
       const share = [...hist.within].map(([ms, c]) => `≤ ${ms} ms ${(((c - (before.within.get(ms) ?? 0)) / n) * 100).toFixed(2)} %`);

@@ -47,6 +47,7 @@ export function checkFooterTemplate(template: string, format: 'text' | 'html'): 
 export function cleanValue(s: string | null | undefined, max = MAX_SUMMARY_CHARS): string {
   if (typeof s !== 'string') return '';
   const flat = s.replace(LONE_SURROGATE_RE, '\ufffd').replace(UNSAFE_CHARS_RE, ' ').replace(/\s+/g, ' ').trim();
+  if (flat.length <= max) return flat; // no more code points than UTF-16 units: nothing to cut
   const chars = Array.from(flat); // by code point, so a cut never splits a surrogate pair
   return chars.length > max ? `${chars.slice(0, max - 1).join('').trimEnd()}…` : flat;
 }
@@ -118,6 +119,7 @@ function cleanUrl(url: string): string {
   return ascii;
 }
 
+const NEEDS_ESCAPE_RE = /[&<>"'\u0080-\uffff]/;
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
 /**
@@ -125,6 +127,7 @@ const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '
  * body charset, so a Japanese summary in an iso-8859-1 HTML part still shows right (not a transliteration).
  */
 export function escapeHtml(s: string): string {
+  if (!NEEDS_ESCAPE_RE.test(s)) return s; // most values: nothing to escape
   return s.replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch] as string).replace(/[^\x00-\x7f]/gu, (ch) => `&#x${(ch.codePointAt(0) as number).toString(16)};`);
 }
 
@@ -133,16 +136,16 @@ function fill(template: string, values: Record<FooterPlaceholder, string>, escap
     (FOOTER_PLACEHOLDERS as readonly string[]).includes(name) ? escape(values[name as FooterPlaceholder]) : all);
 }
 
-/** checkFooterTemplate per template and format, remembered: templates are config, the check ran at init. */
-const templateChecks = new Map<string, string | null>();
+/** checkFooterTemplate per format and template, remembered: templates are config, the check ran at init. */
+const templateChecks = { text: new Map<string, string | null>(), html: new Map<string, string | null>() };
 
 function assertFooterTemplate(template: string, format: 'text' | 'html'): void {
-  const key = `${format}\0${template}`;
-  let bad = templateChecks.get(key);
+  const checked = templateChecks[format];
+  let bad = checked.get(template);
   if (bad === undefined) {
     bad = checkFooterTemplate(template, format);
-    if (templateChecks.size >= 64) templateChecks.clear(); // bounded: only tests pass many templates
-    templateChecks.set(key, bad);
+    if (checked.size >= 64) checked.clear(); // bounded: only tests pass many templates
+    checked.set(template, bad);
   }
   if (bad) throw new Error(`footer_${format}_template: ${bad}`);
 }

@@ -38,9 +38,12 @@ export const WINDOWS_ZONES: ReadonlyMap<string, string> = new Map([
   ['aus eastern standard time', 'Australia/Sydney'],
 ]);
 
+const METHOD_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
+
 /** "REQUEST;;", " request ", "\"Cancel\"" → "REQUEST" / "CANCEL"; anything that is not a method name → null. */
 export function normalizeMethod(value: string | null | undefined): string | null {
   if (typeof value !== 'string') return null;
+  if (METHOD_NAME.test(value)) return value.toUpperCase(); // the usual "REQUEST": nothing to clean
   const word = value.split(/[;,\s]/).find((w) => w.replace(/"/g, '') !== '')?.replace(/"/g, '').toUpperCase() ?? '';
   return /^[A-Z][A-Z0-9-]*$/.test(word) ? word : null;
 }

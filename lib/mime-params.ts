@@ -13,6 +13,7 @@ export interface HeaderValue {
 
 /** Splits `value` on `sep` outside double quotes and outside (comments). */
 function splitOutsideQuotes(value: string, sep: string): string[] {
+  if (!value.includes('"') && !value.includes('(')) return value.split(sep); // the usual header: nothing to skip
   const out: string[] = [];
   let cur = '';
   let quoted = false;
@@ -43,12 +44,14 @@ function splitOutsideQuotes(value: string, sep: string): string[] {
   return out;
 }
 
+const unescapeQuoted = (v: string): string => (v.includes('\\') ? v.replace(/\\(.)/g, '$1') : v);
+
 function unquote(v: string): string {
   v = v.trim();
   if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
-    return v.slice(1, -1).replace(/\\(.)/g, '$1');
+    return unescapeQuoted(v.slice(1, -1));
   }
-  if (v.startsWith('"')) return v.slice(1).replace(/\\(.)/g, '$1'); // unterminated quote: take the rest
+  if (v.startsWith('"')) return unescapeQuoted(v.slice(1)); // unterminated quote: take the rest
   return v;
 }
 
@@ -112,18 +115,20 @@ export function parseHeaderValue(raw: string): HeaderValue {
   const pieces = splitOutsideQuotes(raw ?? '', ';');
   const value = unquote(pieces[0] ?? '').trim().toLowerCase();
   const plain: Record<string, string> = {};
-  const continued = new Map<string, Array<{ n: number; v: string; enc: boolean }>>();
-  for (const piece of pieces.slice(1)) {
+  let continued: Map<string, Array<{ n: number; v: string; enc: boolean }>> | null = null; // RFC 2231, rare
+  for (let i = 1; i < pieces.length; i++) {
+    const piece = pieces[i];
     const eq = piece.indexOf('=');
     if (eq <= 0) continue; // `;;`, a bare token, or `=value` without a key
     const key = piece.slice(0, eq).trim().toLowerCase();
     const val = piece.slice(eq + 1);
     if (!key) continue;
-    const m = /^([^*]+)\*(?:(\d+)\*?|)$/.exec(key);
-    if (m && key.includes('*')) {
+    const m = key.includes('*') ? /^([^*]+)\*(?:(\d+)\*?|)$/.exec(key) : null;
+    if (m) {
       const base = m[1];
       const enc = key.endsWith('*');
       const n = m[2] === undefined ? 0 : Number(m[2]);
+      continued ??= new Map();
       const list = continued.get(base) ?? [];
       if (!list.some((x) => x.n === n)) list.push({ n, v: unquote(val), enc });
       continued.set(base, list);
@@ -131,6 +136,7 @@ export function parseHeaderValue(raw: string): HeaderValue {
       plain[key] = unquote(val);
     }
   }
+  if (!continued) return withDecodedNames(value, plain);
   const params: Record<string, string> = {};
   for (const [base, list] of continued) {
     list.sort((a, b) => a.n - b.n);
@@ -162,6 +168,12 @@ export function parseHeaderValue(raw: string): HeaderValue {
   }
   // an RFC 2231 value is the better one when both forms are present
   for (const [k, v] of Object.entries(plain)) if (!(k in params)) params[k] = v;
-  for (const k of ['name', 'filename']) if (params[k]) params[k] = decodeEncodedWords(params[k]);
+  return withDecodedNames(value, params);
+}
+
+/** Encoded words in name/filename values are decoded. */
+function withDecodedNames(value: string, params: Record<string, string>): HeaderValue {
+  if (params.name) params.name = decodeEncodedWords(params.name);
+  if (params.filename) params.filename = decodeEncodedWords(params.filename);
   return { value, params };
 }

@@ -55,7 +55,9 @@ function headerPairs(node: SplitNode): Array<[string, string]> {
   for (const { key, line } of node.headers.getList()) {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
-    const value = line.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/[\r\n]+/g, '').trim();
+    let value = line.slice(colon + 1);
+    if (value.includes('\n') || value.includes('\r')) value = value.replace(/\r?\n(?=[ \t])/g, '').replace(/[\r\n]+/g, '');
+    value = value.trim();
     out.push([key.trim().toLowerCase(), binaryToText(value)]);
   }
   return out;

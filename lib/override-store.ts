@@ -96,6 +96,24 @@ export class MemoryOverrideStore implements OverrideStore {
   }
 }
 
+/**
+ * Disconnect for good. ioredis 6 Cluster: a slots refresh still in flight at disconnect calls its
+ * "next round" callback afterwards and re-arms the refresh timer forever, keeping the process
+ * alive; dropping the pending callbacks ends that loop. Node connections opened by our '+node'
+ * handler are ended too.
+ */
+function endConnection(c: Redis | Cluster): void {
+  if (c instanceof Cluster) {
+    const internals = c as unknown as { _refreshSlotsCacheCallbacks?: unknown[]; clearNodesRefreshInterval?: () => void };
+    internals._refreshSlotsCacheCallbacks = [];
+    c.disconnect();
+    internals.clearNodesRefreshInterval?.();
+    for (const node of c.nodes('all')) node.disconnect();
+  } else {
+    c.disconnect();
+  }
+}
+
 /** Reconnect forever: 100 ms doubling to 2 s, plus jitter so many instances do not reconnect in step. */
 function backoff(times: number): number {
   return Math.min(100 * 2 ** Math.min(times - 1, 5), 2000) + Math.floor(Math.random() * 100);
@@ -134,8 +152,10 @@ export class RedisOverrideStore implements OverrideStore {
       this.client = new Cluster(target.nodes, {
         enableOfflineQueue: false,
         clusterRetryStrategy: backoff,
-        // Notice a promoted replica soon after a failover, not only on the next MOVED.
-        slotsRefreshInterval: 2000,
+        // No periodic slots refresh: ioredis 6 re-arms its refresh timer after disconnect when a
+        // refresh was in flight, which keeps a closed store's process alive. A failover is still
+        // noticed: a command to the dead master fails and ioredis refreshes the slots then.
+        slotsRefreshInterval: 0,
         retryDelayOnFailover: 50,
         redisOptions: { ...common, ...auth },
       });
@@ -166,7 +186,7 @@ export class RedisOverrideStore implements OverrideStore {
     // the timeout (and meets the fallback). Open each one as soon as the cluster names it, replicas too,
     // so a promoted replica is already connected when a failover needs it.
     if (this.client instanceof Cluster) {
-      this.client.on('+node', (node: Redis) => { if (node.status === 'wait') node.connect().catch(() => undefined); });
+      this.client.on('+node', (node: Redis) => { if (!this.closed && node.status === 'wait') node.connect().catch(() => undefined); });
     }
     this.subscriber.subscribe(this.channel).catch(() => undefined);
   }
@@ -272,8 +292,8 @@ export class RedisOverrideStore implements OverrideStore {
     this.closed = true;
     this.listeners.clear();
     // disconnect, not quit: quit would wait for a Redis that may be gone.
-    this.subscriber.disconnect();
-    this.client.disconnect();
+    endConnection(this.subscriber);
+    endConnection(this.client);
   }
 }
 
@@ -311,7 +331,7 @@ export function openRedisHandle(url: string, opts: { timeoutMs: number; name?: s
   };
   let client: Redis | Cluster;
   if (target.mode === 'cluster') {
-    client = new Cluster(target.nodes, { enableOfflineQueue: false, clusterRetryStrategy: backoff, slotsRefreshInterval: 2000, retryDelayOnFailover: 50, redisOptions: { ...common, username: target.username, password: target.password } });
+    client = new Cluster(target.nodes, { enableOfflineQueue: false, clusterRetryStrategy: backoff, slotsRefreshInterval: 0, retryDelayOnFailover: 50, redisOptions: { ...common, username: target.username, password: target.password } });
     client.on('+node', (node: Redis) => { if (node.status === 'wait') node.connect().catch(() => undefined); });
   } else if (target.mode === 'sentinel') {
     client = new Redis({ ...common, retryStrategy: backoff, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
@@ -352,6 +372,6 @@ export function openRedisHandle(url: string, opts: { timeoutMs: number; name?: s
       const on = () => { clearTimeout(timer); resolve(true); };
       client.once('ready', on);
     })),
-    close: () => { if (!closed) { closed = true; client.disconnect(); } },
+    close: () => { if (!closed) { closed = true; endConnection(client); } },
   };
 }

@@ -89,7 +89,11 @@ export function qpEncodedOffset(buf: Buffer, decodedIndex: number): number {
 
 /** Base64 decoding that ignores line breaks and junk and survives padding in the middle. */
 export function decodeBase64(buf: Buffer): Buffer {
-  const clean = buf.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, '');
+  return decodeCleanBase64(buf.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, ''));
+}
+
+/** decodeBase64 for text that holds base64 characters only. */
+function decodeCleanBase64(clean: string): Buffer {
   if (!/=[^=]/.test(clean)) return Buffer.from(clean, 'base64');
   // concatenated encodings ("QQ==QQ=="): Node stops at the first padding, so decode each piece
   return Buffer.concat(clean.split(/(?<==)(?=[^=])/).map((s) => Buffer.from(s, 'base64')));
@@ -125,12 +129,12 @@ export function createBodyDecoder(encoding: string): BodyDecoder {
         const s = carry + chunk.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, '');
         const n = s.length - (s.length % 4);
         carry = s.slice(n);
-        return decodeBase64(Buffer.from(s.slice(0, n), 'latin1'));
+        return decodeCleanBase64(s.slice(0, n)); // cleaned above already
       },
       end() {
         const s = carry;
         carry = '';
-        return decodeBase64(Buffer.from(s, 'latin1'));
+        return decodeCleanBase64(s);
       },
     };
   }
@@ -176,9 +180,12 @@ const ASCII_PROBE = Array.from({ length: 95 }, (_, i) => String.fromCharCode(0x2
 const charsetCache = new Map<string, CharsetInfo>();
 
 export function charsetInfo(charset: string | null): CharsetInfo {
+  // a part's charset is asked for several times per message: look it up as given before cleaning it
+  const asGiven = charsetCache.get(charset ?? '');
+  if (asGiven) return asGiven;
   const name = (charset ?? '').trim().toLowerCase().replace(/^["']+|["']+$/g, '') || 'us-ascii';
   const hit = charsetCache.get(name);
-  if (hit) return hit;
+  if (hit) return remember(charset ?? '', hit);
   let info: CharsetInfo;
   if (INCOMPATIBLE.test(name)) info = { compatible: false, asciiOnly: true, iso2022: false, iconvName: null };
   else if (/^(?:iso-?2022|csiso2022)/.test(name)) info = { compatible: true, asciiOnly: true, iso2022: true, iconvName: null };
@@ -197,6 +204,11 @@ export function charsetInfo(charset: string | null): CharsetInfo {
     info = { compatible: true, asciiOnly: true, iso2022: false, iconvName: null };
   }
   if (charsetCache.size < 256) charsetCache.set(name, info);
+  return remember(charset ?? '', info);
+}
+
+function remember(asGiven: string, info: CharsetInfo): CharsetInfo {
+  if (charsetCache.size < 256) charsetCache.set(asGiven, info);
   return info;
 }
 
@@ -231,6 +243,8 @@ function encodeChar(ch: string, iconvName: string): Buffer | null {
  */
 /** One shared Buffer per ASCII byte: footers are built per message, these are never written to. */
 const ASCII_UNITS = Array.from({ length: 128 }, (_, c) => Buffer.from([c]));
+/** Tab and printable ASCII: the characters every charset carries as one byte of the same value. */
+const PRINTABLE_ASCII = /^[\t\x20-\x7e]*$/;
 const charCache = new Map<string, Buffer | null>();
 
 function cachedChar(ch: string, iconvName: string): Buffer | null {
@@ -245,6 +259,12 @@ function cachedChar(ch: string, iconvName: string): Buffer | null {
 }
 
 export function encodeFooterUnits(line: string, info: CharsetInfo, mode: 'text' | 'html', asciiOnly: boolean): Buffer[] {
+  if (PRINTABLE_ASCII.test(line)) {
+    // the usual footer line (HTML footers escape everything else): one shared unit per character
+    const units: Buffer[] = new Array(line.length);
+    for (let i = 0; i < line.length; i++) units[i] = ASCII_UNITS[line.charCodeAt(i)];
+    return units;
+  }
   const units: Buffer[] = [];
   for (const ch of line) {
     const cp = ch.codePointAt(0) ?? 0;
@@ -287,58 +307,91 @@ function hex2(c: number): string {
   return '=' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
 }
 
-/** Every byte's quoted-printable text: itself where it may stand literally, else =XX (blanks too). */
-const QP_BYTE = Array.from({ length: 256 }, (_, c) => (c >= 0x21 && c <= 0x7e && c !== 0x3d ? String.fromCharCode(c) : hex2(c)));
+const HEX_DIGITS = Buffer.from('0123456789ABCDEF', 'latin1');
+/** 1 for the bytes that stand as they are in the middle of a line (blanks too), else 0. */
+const QP_LITERAL = Uint8Array.from({ length: 256 }, (_, c) => ((c >= 0x20 && c <= 0x7e && c !== 0x3d) || c === 0x09 ? 1 : 0));
 
-/** One unit's text. `atStart`: it opens a physical line (a "-" there is escaped); `wsEnd`: a final blank is escaped. */
-function qpToken(u: Buffer, atStart: boolean, wsEnd: boolean): string {
-  let t = '';
+/**
+ * Writes one unit's quoted-printable text at `o` of `out` (only measures it when `out` is null) and
+ * returns the offset after it. `atStart`: it opens a physical line, so a "-" there is escaped (no
+ * false boundary); `wsEnd`: a final blank is escaped (it ends the line).
+ */
+function qpUnit(u: Buffer, atStart: boolean, wsEnd: boolean, out: Buffer | null, o: number): number {
   for (let b = 0; b < u.length; b++) {
     const c = u[b];
-    if ((c === 0x20 || c === 0x09) && !(wsEnd && b === u.length - 1)) t += c === 0x20 ? ' ' : '\t';
-    else t += atStart && b === 0 && c === 0x2d ? '=2D' : QP_BYTE[c];
+    const blank = c === 0x20 || c === 0x09;
+    const literal = ((c >= 0x21 && c <= 0x7e && c !== 0x3d) || (blank && !(wsEnd && b === u.length - 1))) && !(atStart && b === 0 && c === 0x2d);
+    if (literal) {
+      if (out) out[o] = c;
+      o++;
+    } else {
+      if (out) {
+        out[o] = 0x3d;
+        out[o + 1] = HEX_DIGITS[c >> 4];
+        out[o + 2] = HEX_DIGITS[c & 15];
+      }
+      o += 3;
+    }
   }
-  return t;
+  return o;
 }
 
 /**
  * Encodes one decoded line as quoted-printable physical lines joined by soft breaks, never splitting
  * a unit, preferring to break after a space. `lineEnd`: the line is followed by a hard break or the end
  * of the body, so trailing whitespace is escaped. A physical line never starts with a literal "-" (no
- * false boundary). Table-driven: it runs for every footer of every message.
+ * false boundary). It runs for every footer of every message, so it works on lengths first (where the
+ * lines break) and writes the bytes once.
  */
 export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, maxLen = 76): string {
-  const last = units.length - 1;
-  const token = (k: number, atStart: boolean): string => qpToken(units[k], atStart, lineEnd && k === last);
+  const n = units.length;
+  if (n === 0) return '';
+  const wsEnd = (k: number) => lineEnd && k === n - 1;
+  const opening = (k: number) => qpUnit(units[k], true, wsEnd(k), null, 0); // length as a line opener
+  // nearly every unit is one byte that stands as it is: those skip qpUnit
+  const plain = (u: Buffer, k: number) => u.length === 1 && QP_LITERAL[u[0]] === 1 && k !== n - 1;
+  const len: number[] = new Array(n);
+  for (let k = 0; k < n; k++) len[k] = plain(units[k], k) ? 1 : qpUnit(units[k], false, wsEnd(k), null, 0);
   const room = maxLen - 1; // one column for the soft break's "="
-  let out = '';
-  let line: string[] = []; // the tokens of the physical line being filled: units first, first + 1, …
-  let first = 0;
-  let col = 0;
-  for (let k = 0; k <= last; k++) {
-    let t = token(k, line.length === 0);
-    if (line.length && col + t.length > room) {
-      // break after the last space when that moves only a short word to the next line
-      let cut = line.length;
-      let moved = 0;
-      for (let m = line.length - 1; m > 0 && moved + t.length <= maxLen / 3; m--) {
-        if (line[m] === ' ') {
-          cut = m + 1;
-          break;
-        }
-        moved += line[m].length;
-      }
-      out += line.slice(0, cut).join('') + '=' + lb;
-      line = line.slice(cut);
-      first += cut;
-      col = 0;
-      if (line.length) {
-        line[0] = token(first, true); // the moved word now opens the line
-        for (const x of line) col += x.length;
-      } else t = token(k, true);
+  const starts = [0]; // the unit that opens each physical line
+  let head = opening(0);
+  let rest = 0; // length of the units after the opener, up to k - 1
+  let size = 0; // of the finished physical lines, soft breaks included
+  for (let k = 1; k < n; k++) {
+    const t = len[k];
+    if (head + rest + t <= room) {
+      rest += t;
+      continue;
     }
-    line.push(t);
-    col += t.length;
+    // break after the last space when that moves only a short word to the next line
+    const first = starts[starts.length - 1];
+    let cut = k;
+    let moved = 0;
+    for (let m = k - 1; m > first && moved + t <= maxLen / 3; m--) {
+      if (len[m] === 1 && units[m].length === 1 && units[m][0] === 0x20) {
+        cut = m + 1;
+        break;
+      }
+      moved += len[m];
+    }
+    if (cut === k) moved = 0; // nothing moves: k opens the next line
+    size += head + rest - moved + 1 + lb.length;
+    starts.push(cut);
+    head = opening(cut);
+    rest = cut === k ? 0 : moved - len[cut] + t;
   }
-  return out + line.join('');
+  size += head + rest;
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (let i = 0; i < starts.length; i++) {
+    const end = i + 1 < starts.length ? starts[i + 1] : n;
+    o = qpUnit(units[starts[i]], true, wsEnd(starts[i]), out, o);
+    for (let k = starts[i] + 1; k < end; k++) {
+      const u = units[k];
+      if (plain(u, k)) out[o++] = u[0];
+      else o = qpUnit(u, false, wsEnd(k), out, o);
+    }
+    if (end < n) o += out.write('=' + lb, o, 'latin1');
+  }
+  return out.toString('latin1', 0, o);
 }

@@ -57,8 +57,8 @@ function decodeBody(part: MimePart, body: Buffer): Buffer {
   return body;
 }
 
-/** How far from the end the tail-first searches look before they read the whole body. */
-const TAIL = 1024;
+/** How far from the end the tail-first searches look before they read the whole body (only a speed matter). */
+const TAIL = 256;
 
 /** Start of the physical line that holds byte `pos` (0 when there is none before it). */
 const lineStartBefore = (buf: Buffer, pos: number): number => (pos <= 0 ? 0 : buf.lastIndexOf(0x0a, pos) + 1);

@@ -99,9 +99,10 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
     if (!footer) throw new Error('footer hook gave no footer');
     const out = new Spool({ memoryLimit: deps.config.spool_memory_limit, dir: deps.config.spool_dir || undefined });
     made.push(out);
-    for await (const chunk of await rewriteChunks(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` })) {
-      await out.write(chunk);
-    }
+    const bytes = await rewriteChunks(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` });
+    // in memory: the Buffers at once (a spool keeps writes in order); else read and written chunk by chunk
+    if (Array.isArray(bytes)) await Promise.all(bytes.map((chunk) => out.write(chunk)));
+    else for await (const chunk of bytes) await out.write(chunk);
     await out.finish();
     groups.push({ recipients, body: out, url });
   }

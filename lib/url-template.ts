@@ -131,11 +131,32 @@ function encodeValue(name: Placeholder, values: LinkValues): string {
   }
 }
 
+/** A template taken apart once: its check, the {server} prefix, and the rest as text and placeholders. */
+interface Compiled {
+  bad: string | null;
+  token: boolean;
+  /** The scheme written before {server} ("" for a bare "{server}…"), or null when there is no {server}. */
+  serverScheme: string | null;
+  /** After the prefix: literal text at even indexes, placeholder names at odd ones. */
+  parts: string[];
+}
+
+function compile(template: string): Compiled {
+  const prefix = SERVER_PREFIX_RE.exec(template);
+  const rest = prefix ? template.slice(prefix[0].length) : template;
+  return {
+    bad: checkTemplate(template),
+    token: /\{token\}/.test(template),
+    serverScheme: prefix ? (prefix[1] ?? '') : null,
+    parts: rest.split(PLACEHOLDER_RE), // the capture group keeps the names, at the odd indexes
+  };
+}
+
 /**
- * checkTemplate and parseServer remembered per string: both depend on nothing else, and the strings
- * are config (site template and server, overrides), checked at init; the values of a message are not.
+ * Templates and servers taken apart and checked once per string: both depend on nothing else, and the
+ * strings are config (site template and server, overrides), checked at init; the values of a message are not.
  */
-const templateChecks = new Map<string, string | null>();
+const templates = new Map<string, Compiled>();
 const servers = new Map<string, ServerParts | string>();
 
 function remember<V>(cache: Map<string, V>, key: string, compute: (key: string) => V): V {
@@ -150,22 +171,19 @@ function remember<V>(cache: Map<string, V>, key: string, compute: (key: string) 
 
 /** Build one link; throws LinkError (never returns a link that failed a check). */
 export function buildLink(template: string, values: LinkValues): string {
-  const bad = typeof template === 'string' ? remember(templateChecks, template, (t) => checkTemplate(t)) : checkTemplate(template);
-  if (bad) throw new LinkError(`url_template: ${bad}`);
-  if (/\{token\}/.test(template) && !values.token) {
+  if (typeof template !== 'string') throw new LinkError(`url_template: ${checkTemplate(template)}`);
+  const t = remember(templates, template, compile);
+  if (t.bad) throw new LinkError(`url_template: ${t.bad}`);
+  if (t.token && !values.token) {
     throw new LinkError('url_template uses {token} but no token was minted (is link_secret set?)');
   }
-  let rest = template;
-  let head = '';
-  const prefix = SERVER_PREFIX_RE.exec(template);
-  if (prefix) {
+  let url = '';
+  if (t.serverScheme !== null) {
     const server = typeof values.server === 'string' ? remember(servers, values.server, parseServer) : parseServer(values.server);
     if (typeof server === 'string') throw new LinkError(`web_server: ${server}`);
-    const scheme = prefix[1]?.toLowerCase() ?? 'https';
-    head = server.scheme ? server.text : `${scheme}://${server.text}`;
-    rest = template.slice(prefix[0].length);
+    url = server.scheme ? server.text : `${t.serverScheme.toLowerCase() || 'https'}://${server.text}`;
   }
-  const url = head + rest.replace(PLACEHOLDER_RE, (_all, name: string) => encodeValue(name as Placeholder, values));
+  for (let i = 0; i < t.parts.length; i++) url += i % 2 ? encodeValue(t.parts[i] as Placeholder, values) : t.parts[i];
   checkResult(url);
   return url;
 }
