@@ -20,7 +20,7 @@ const MAX_ZONE_CHARS = 64;
 export const DEFAULT_TEXT_TEMPLATE = '\n-- \n{description}\nView it and your calendar on the web: {url}\n';
 export const DEFAULT_HTML_TEMPLATE =
   '<div data-calendar-link-footer="1" style="margin-top:1em;border-top:1px solid #ccc;padding-top:.5em;font-family:sans-serif;font-size:small;color:#555">' +
-  '{description}<br><a href="{url}">View it and your calendar on the web</a></div>';
+  '{description}<br><a href="{url}" style="color:#0b57d0;text-decoration:underline">View it and your calendar on the web</a></div>';
 
 const PLACEHOLDER_RE = /\{([^{}]*)\}/g;
 // C0/C1 controls, DEL, line/paragraph separators and bidi overrides/isolates (a summary must not be
@@ -158,7 +158,9 @@ export function renderFooter(input: FooterInput, templates: { text?: string; htm
   assertFooterTemplate(html, 'html');
   const url = cleanUrl(input.link.url);
   const kind = describeKind(input);
-  const summary = cleanValue(input.calendar?.summary);
+  // Outlook prefixes cancelled summaries itself ("Canceled: Standup"); do not say it twice.
+  const rawSummary = cleanValue(input.calendar?.summary);
+  const summary = kind.endsWith('cancelled') ? rawSummary.replace(/^\s*cancell?ed:\s*/i, '') : rawSummary;
   const { start, zone } = formatTime(input.calendar?.start);
   const when = start && zone ? `${start} (${zone})` : start;
   // A form has no calendar facts; its class name ("IPM.Note.Expense") is the best description we have.

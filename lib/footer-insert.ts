@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import type { Footer, MessageStructure, MimePart } from './types.js';
 import type { SpoolReader } from './spool.js';
 import { detectLineBreak, type LineBreak } from './part-codec.js';
-import { appendTextFooter, footerPart, insertHtmlFooter, type PartResult } from './part-footer.js';
+import { footerPart, htmlFooterEdit, textFooterEdit, type EditResult } from './part-footer.js';
 import { unfitReason, type Targets } from './footer-targets.js';
 
 export { chooseTargets, type Targets } from './footer-targets.js';
@@ -180,15 +180,17 @@ export async function planRewrite(src: SpoolReader, structure: MessageStructure,
     }
     const body = await readRange(src, p.bodyStart, p.bodyEnd);
     const bounds = boundariesAround(parts, p);
-    const r: PartResult = kind === 'plain'
-      ? appendTextFooter(p, body, footer.text, lb, bounds)
-      : insertHtmlFooter(p, body, footer.html, lb, bounds);
+    const r: EditResult = kind === 'plain'
+      ? textFooterEdit(p, body, footer.text, lb, bounds)
+      : htmlFooterEdit(p, body, footer.html, lb, bounds);
     if (r.ok) {
+      const { start, end, bytes } = r.edit;
+      edits.push({ start: p.bodyStart + start, end: p.bodyStart + end, bytes });
       // an empty body may share its header block's last line break with the delimiter that follows:
       // then the new body has to bring its own, or the delimiter would end up inside the footer line
       const next = p.bodyEnd < src.size ? (await readRange(src, p.bodyEnd, p.bodyEnd + 1))[0] : undefined;
-      const bare = next !== undefined && next !== 0x0a && next !== 0x0d && r.body[r.body.length - 1] !== 0x0a;
-      edits.push({ start: p.bodyStart, end: p.bodyEnd, bytes: bare ? Buffer.concat([r.body, Buffer.from(lb)]) : r.body });
+      const lastByte = end < body.length ? body[body.length - 1] : bytes.length ? bytes[bytes.length - 1] : body[start - 1];
+      if (next !== undefined && next !== 0x0a && next !== 0x0d && lastByte !== 0x0a) edits.push({ start: p.bodyEnd, end: p.bodyEnd, bytes: Buffer.from(lb) });
       applied[kind] = idx;
     } else skipped.push(`part ${idx}: ${r.why}`);
   }

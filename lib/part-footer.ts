@@ -13,6 +13,27 @@ import {
 
 export type PartResult = { ok: true; body: Buffer } | { ok: false; why: string };
 
+/**
+ * What a footer does to a body: `bytes` take the place of body bytes [start, end) (start = end: an
+ * insertion). The rewriter splices edits into the message and never copies the rest of the body.
+ */
+export interface BodyEdit {
+  start: number;
+  end: number;
+  bytes: Buffer;
+}
+export type EditResult = { ok: true; edit: BodyEdit } | { ok: false; why: string };
+
+const insertAt = (at: number, bytes: Buffer): EditResult => ({ ok: true, edit: { start: at, end: at, bytes } });
+const replaceAll = (body: Buffer, bytes: Buffer): EditResult => ({ ok: true, edit: { start: 0, end: body.length, bytes } });
+
+/** The body with the edit made. */
+function edited(body: Buffer, r: EditResult): PartResult {
+  if (!r.ok) return r;
+  const { start, end, bytes } = r.edit;
+  return { ok: true, body: Buffer.concat([body.subarray(0, start), bytes, body.subarray(end)]) };
+}
+
 /** RFC 5322 2.1.1: a line is at most 998 bytes without its CRLF. */
 export const MAX_LINE = 998;
 const ESC_ASCII = Buffer.from([0x1b, 0x28, 0x42]); // ESC ( B
@@ -114,6 +135,11 @@ function lastLine(buf: Buffer, endsLb: boolean): Buffer {
  * paragraph (needed for format=flowed, tidy for the rest), then the footer lines.
  */
 export function appendTextFooter(part: MimePart, body: Buffer, text: string, fallbackLb: LineBreak, boundaries: string[]): PartResult {
+  return edited(body, textFooterEdit(part, body, text, fallbackLb, boundaries));
+}
+
+/** appendTextFooter as an edit of the body. */
+export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallbackLb: LineBreak, boundaries: string[]): EditResult {
   const { info, asciiOnly } = partMode(part);
   const flowed = (part.params.format ?? '').trim().toLowerCase() === 'flowed';
   const lb = detectLineBreak(body, fallbackLb);
@@ -140,7 +166,7 @@ export function appendTextFooter(part: MimePart, body: Buffer, text: string, fal
       prefix = lb; // ends the physical line: a soft break completes, a hard line becomes the missing newline
       if (!tail.endsWith('=')) n--;
     }
-    return { ok: true, body: Buffer.concat([body, Buffer.from(prefix + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1')]) };
+    return insertAt(body.length, Buffer.from(prefix + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1'));
   }
 
   const raw = lines.map((u) => Buffer.concat(u));
@@ -148,12 +174,12 @@ export function appendTextFooter(part: MimePart, body: Buffer, text: string, fal
     // inside base64 the text has line breaks of its own, whatever the encoded lines use
     const dlb = detectLineBreak(decoded, lb);
     const added = Buffer.concat([Buffer.from(dlb.repeat(breaks)), joinLines(raw, dlb), Buffer.from(endsLb ? dlb : '')]);
-    return { ok: true, body: reencodeBase64(body, Buffer.concat([decoded, added]), lb) };
+    return replaceAll(body, reencodeBase64(body, Buffer.concat([decoded, added]), lb));
   }
   const added = Buffer.concat([Buffer.from(lb.repeat(breaks)), joinLines(raw, lb), Buffer.from(mirror)]);
   const problem = rawLineProblem(raw, boundaries);
   if (problem) return { ok: false, why: problem };
-  return { ok: true, body: Buffer.concat([body, added]) };
+  return insertAt(body.length, added);
 }
 
 function joinLines(lines: Buffer[], lb: LineBreak): Buffer {
@@ -182,6 +208,11 @@ export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
 
 /** Inserts the HTML footer before the last </body> (else </html>, else at the end). */
 export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fallbackLb: LineBreak, boundaries: string[]): PartResult {
+  return edited(body, htmlFooterEdit(part, body, html, fallbackLb, boundaries));
+}
+
+/** insertHtmlFooter as an edit of the body. */
+export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallbackLb: LineBreak, boundaries: string[]): EditResult {
   const { info, asciiOnly } = partMode(part);
   const lb = detectLineBreak(body, fallbackLb);
   const lines = footerLines(html).map((l) => encodeFooterUnits(l, info, 'html', asciiOnly));
@@ -199,7 +230,7 @@ export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fal
       const prefix = e === 0 || body[e - 1] === 0x0a ? '' : '=' + lb;
       // soft breaks on both sides: the decoded footer sits exactly in front of </body>
       const ins = Buffer.from(prefix + enc + '=' + lb, 'latin1');
-      return { ok: true, body: Buffer.concat([body.subarray(0, e), ins, body.subarray(e)]) };
+      return insertAt(e, ins);
     }
     let prefix = '';
     if (body.length && body[body.length - 1] !== 0x0a) {
@@ -208,7 +239,7 @@ export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fal
       // a soft break keeps the decoded text as is; after trailing blanks it would keep them, so break the line
       prefix = trimmed.endsWith('=') || trimmed !== tail ? lb : '=' + lb;
     }
-    return { ok: true, body: Buffer.concat([body, Buffer.from(prefix + enc, 'latin1')]) };
+    return insertAt(body.length, Buffer.from(prefix + enc, 'latin1'));
   }
 
   const decoded = decodeBody(part, body);
@@ -216,7 +247,7 @@ export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fal
   const raw = lines.map((u) => Buffer.concat(u));
   if (part.encoding === 'base64') {
     const ins = joinLines(raw, detectLineBreak(decoded, lb));
-    return { ok: true, body: reencodeBase64(body, Buffer.concat([decoded.subarray(0, at), ins, decoded.subarray(at)]), lb) };
+    return replaceAll(body, reencodeBase64(body, Buffer.concat([decoded.subarray(0, at), ins, decoded.subarray(at)]), lb));
   }
   let ins = joinLines(raw, lb);
   const problem = rawLineProblem(raw, boundaries);
@@ -230,7 +261,7 @@ export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fal
   if ((raw.length === 1 ? head + lineEnd - at : Math.max(head, tail)) > MAX_LINE) {
     ins = Buffer.concat([Buffer.from(at > lineStart ? lb : ''), ins, Buffer.from(lb)]);
   }
-  return { ok: true, body: Buffer.concat([body.subarray(0, at), ins, body.subarray(at)]) };
+  return insertAt(at, ins);
 }
 
 /** A new text/plain part holding only the footer (wrap case): header lines and body. */

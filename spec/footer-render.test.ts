@@ -31,7 +31,7 @@ test('built-in HTML footer: marked div, escaped description and href', () => {
   const f = renderFooter(input());
   assert.match(f.html, /^<div data-calendar-link-footer="1" style="[^"]*">/);
   assert.ok(f.html.includes('Meeting request: Team sync, Tue 1 Dec 2026 10:00 (Europe/Berlin)<br>'));
-  assert.ok(f.html.includes('<a href="https://cal.example.org/calendar/event?uid=abc&amp;sequence=0">View it and your calendar on the web</a></div>'));
+  assert.ok(f.html.includes('<a href="https://cal.example.org/calendar/event?uid=abc&amp;sequence=0" style="color:#0b57d0;text-decoration:underline">View it and your calendar on the web</a></div>'));
 });
 
 test('descriptions by kind, method and TNEF class', () => {
@@ -121,7 +121,7 @@ test('hostile SUMMARY: no markup, no attribute break-out, no header or line inje
     assert.doesNotMatch(f.text.replace(/\r\n/g, ''), /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]/, JSON.stringify(summary));
     // HTML: exactly the built-in's tags and attributes; the summary's markup arrives as text.
     assert.deepEqual(f.html.match(/<[a-z/][^>]*>/g), [
-      f.html.match(/^<div[^>]*>/)?.[0], '<br>', `<a href="${URL_.replace(/&/g, '&amp;')}">`, '</a>', '</div>',
+      f.html.match(/^<div[^>]*>/)?.[0], '<br>', `<a href="${URL_.replace(/&/g, '&amp;')}" style="color:#0b57d0;text-decoration:underline">`, '</a>', '</div>',
     ], JSON.stringify(summary));
     assert.doesNotMatch(f.html, /<script|javascript:alert[^<]*<\/a>|onmouseover="/);
     assert.doesNotMatch(f.html, /[\r\n\x00]/);
@@ -214,4 +214,15 @@ test('hook: registers on message:footer and renders with the configured template
   const bare = appWith({});
   await footerRender.init(bare);
   assert.deepEqual(await bare.hooks.first('message:footer', input()), renderFooter(input()));
+});
+
+test('a cancellation whose summary already says "Canceled:" is not labelled twice; the link keeps its own colour', () => {
+  const f = renderFooter({
+    classification: { kind: 'meeting', method: 'CANCEL', tnefClass: null, source: 'imip', calendarPart: 1, calendar: null, footer: true, reason: '' },
+    calendar: { method: 'CANCEL', component: 'VEVENT', uid: 'u', recurrenceId: null, sequence: 1, summary: 'Canceled: Platform sync', start: null, end: null, organizer: null, warnings: [] },
+    link: { recipient: 'b@example.org', url: 'https://cal.example.org/x', source: 'site', server: 'cal.example.org' },
+  });
+  assert.match(f.text, /Meeting cancelled: Platform sync/);
+  assert.doesNotMatch(f.text, /Canceled:/);
+  assert.match(f.html, /<a href="https:\/\/cal\.example\.org\/x" style="color:#[0-9a-f]{6}/);
 });
