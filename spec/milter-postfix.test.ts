@@ -87,7 +87,7 @@ test('milter mode with a real Postfix: footers, untouched mail, 7bit, and 451 wh
     assert.match(head, /^X-Calendar-Link: added\r$/m, 'the marker header');
     const mail = await simpleParser(got.raw);
     assert.match(mail.text ?? '', /View it and your calendar on the web: https:\/\/cal\.example\.org\/calendar\/event\?uid=040000008200E00074C5B7101A82E0080000000001&recurrence-id=&sequence=0/);
-    assert.match(String(mail.html), /<a href="https:\/\/cal\.example\.org\/calendar\/event\?uid=040000008200E00074C5B7101A82E0080000000001&amp;recurrence-id=&amp;sequence=0">View it and your calendar on the web<\/a><\/div>\s*<\/body>/);
+    assert.match(String(mail.html), /<a href="https:\/\/cal\.example\.org\/calendar\/event\?uid=040000008200E00074C5B7101A82E0080000000001&amp;recurrence-id=&amp;sequence=0"[^>]*>View it and your calendar on the web<\/a><\/div>\s*<\/body>/);
     const calendar = /Content-Type: text\/calendar[^]*?\r\n\r\n([^]*?)\r\n--_000_/.exec(raw.toString('latin1'))![1]!;
     assert.ok(got.raw.toString('latin1').includes(`Content-Transfer-Encoding: base64\r\n\r\n${calendar}\r\n`), 'calendar part byte-identical');
     assert.deepEqual(got.envelope.to.map((x) => x.address).sort(), ['bob@example.net', 'carol@example.net']);
