@@ -1,7 +1,7 @@
 // The web view in a real browser: Debian's Chromium driven by playwright-core (never a downloaded
 // browser). JavaScript off: the page renders and the RSVP flow completes by clicking; the POST carried
 // the right Origin and Sec-Fetch-Site. axe-core (WCAG 2.1 AA) on the message, sign-in, agenda and error
-// pages. The zone selector and Accept-Language give the right times for three locale/zone pairs.
+// pages, and on an agenda populated by signing in through the mailed link. The zone selector and Accept-Language give the right times for three locale/zone pairs.
 // Skips (saying so) when /usr/bin/chromium is absent; .ci/run installs the `chromium` package.
 
 import { test, before, after } from 'node:test';
@@ -26,13 +26,14 @@ let mta: Sink;
 let store: MemorySnapshotStore;
 let base: string;
 let path: string;
+let settings: ReturnType<typeof testSettings>['settings'];
 
 before(async () => {
   if (!HAVE) return;
   mta = await startSink();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const { settings } = testSettings({ web_base_url: base, rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, web_default_tz: 'America/New_York' });
+  ({ settings } = testSettings({ web_base_url: base, rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, web_default_tz: 'America/New_York' }));
   store = new MemorySnapshotStore();
   const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000', description: 'Agenda:\nhttps://example.org/doc' })), ['ann@example.net'], store, settings);
   path = viewPath(d);
@@ -87,6 +88,40 @@ test('axe-core: no WCAG 2.1 AA violations on message, sign-in, agenda and error 
       await page.goto(`${base}${p}`, { timeout: 10_000 });
       assert.deepEqual(await axe(page), [], p);
     }
+  } finally {
+    await ctx.close();
+  }
+});
+
+test('axe-core: no WCAG 2.1 AA violations on a populated agenda (signed in by clicking the mailed link)', { skip: !HAVE && 'no /usr/bin/chromium', timeout: 30_000 }, async () => {
+  // More of ann's invitations: one overlapping the Budget review, a weekly series, an all-day event,
+  // and one cancelled; so the agenda shows several days, an overlap, recurrences and a struck-through entry.
+  const more = [
+    ics({ uid: 'agenda-overlap@example.org', start: '20271203T093000', end: '20271203T103000', summary: 'Vendor call', location: 'Room 2' }),
+    ics({ uid: 'agenda-weekly@example.org', start: '20271201T140000', end: '20271201T143000', summary: 'Weekly sync', rrule: 'FREQ=WEEKLY;COUNT=4' }),
+    ics({ uid: 'agenda-allday@example.org', start: '20271206', end: '20271207', tzid: null, summary: 'Offsite' }),
+    ics({ uid: 'agenda-cancel@example.org', start: '20271204T110000', end: '20271204T120000', summary: 'Dropped meeting' }),
+  ];
+  for (const [i, cal] of more.entries()) await ingestMail(inviteMail(cal, { messageId: `agenda-${i}@example.org` }), ['ann@example.net'], store, settings);
+  await ingestMail(inviteMail(ics({ uid: 'agenda-cancel@example.org', sequence: 1, method: 'CANCEL', status: 'CANCELLED', start: '20271204T110000', end: '20271204T120000', summary: 'Dropped meeting' }), { messageId: 'agenda-c@example.org' }), ['ann@example.net'], store, settings);
+
+  // JavaScript on, as in the test above: axe runs through page.evaluate (the page itself has no script).
+  const ctx = await browser.newContext({ locale: 'en-US', timezoneId: 'America/New_York' });
+  try {
+    const page = await ctx.newPage();
+    const n = mta.messages.length;
+    await page.goto(`${base}${path}`, { timeout: 10_000 });
+    await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Email me a sign-in link' }).click()]);
+    const mail = (await mta.waitFor(n + 1))[n]!;
+    const otpPath = new RegExp(`${base.replace(/[.:/]/g, '\\$&')}(/s/[A-Za-z0-9_-]{43})`).exec(mail.raw.toString())?.[1];
+    assert.ok(otpPath, 'the sign-in mail carries the link');
+    await page.goto(`${base}${otpPath}`, { timeout: 10_000 });
+    await Promise.all([page.waitForURL(`${base}/c`, { timeout: 10_000 }), page.getByRole('button', { name: 'Continue' }).click()]);
+    await page.goto(`${base}/c?from=2027-12-01&days=14`, { timeout: 10_000 });
+    const body = (await page.locator('body').textContent()) ?? '';
+    for (const summary of ['Budget review', 'Vendor call', 'Weekly sync', 'Offsite', 'Dropped meeting']) assert.match(body, new RegExp(summary), `agenda shows ${summary}`);
+    assert.ok((body.match(/Weekly sync/g)?.length ?? 0) >= 2, 'the series is expanded');
+    assert.deepEqual(await axe(page), [], 'populated agenda');
   } finally {
     await ctx.close();
   }
