@@ -277,7 +277,7 @@ function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) =
 }
 
 function isoSeconds(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return d.toISOString().slice(0, -5) + 'Z'; // toISOString always ends in ".sssZ"
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();

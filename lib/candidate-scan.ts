@@ -27,9 +27,12 @@ export function createScanner(): Scanner {
     push(chunk) {
       bytes += chunk.length;
       if (candidate) return;
-      const text = tail + chunk.toString('latin1');
-      if (SIGNALS.test(text)) candidate = true;
-      tail = text.slice(-TAIL);
+      const text = chunk.toString('latin1');
+      // a signal inside this chunk, or one that starts in the tail of the last (the leftmost match of the
+      // joint starts in the tail if any does; the chunk is not copied onto the tail to find it)
+      const joint = tail ? SIGNALS.exec(tail + text.slice(0, TAIL)) : null;
+      if ((joint && joint.index < tail.length) || SIGNALS.test(text)) candidate = true;
+      tail = text.length >= TAIL ? text.slice(-TAIL) : (tail + text).slice(-TAIL);
     },
     result: () => ({ candidate, bytes }),
   };

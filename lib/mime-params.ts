@@ -11,36 +11,36 @@ export interface HeaderValue {
   params: Record<string, string>;
 }
 
-/** Splits `value` on `sep` outside double quotes and outside (comments). */
+/** Splits `value` on `sep` outside double quotes and outside (comments); comments are dropped. */
 function splitOutsideQuotes(value: string, sep: string): string[] {
   if (!value.includes('"') && !value.includes('(')) return value.split(sep); // the usual header: nothing to skip
+  // text is taken in slices, not character by character: headers are parsed for every part of every message
   const out: string[] = [];
-  let cur = '';
+  const sepCode = sep.charCodeAt(0);
+  let cur = ''; // text before the last comment
+  let from = 0; // start of the text not in `cur` yet
   let quoted = false;
   let depth = 0;
   for (let i = 0; i < value.length; i++) {
-    const c = value[i];
+    const c = value.charCodeAt(i);
     if (quoted) {
-      cur += c;
-      if (c === '\\' && i + 1 < value.length) cur += value[++i];
-      else if (c === '"') quoted = false;
-    } else if (c === '"' && depth === 0) {
-      quoted = true;
-      cur += c;
-    } else if (c === '(') {
-      depth++; // comments are dropped, as mailsplit drops them for the structure
-    } else if (c === ')' && depth > 0) {
-      depth--;
+      if (c === 0x5c && i + 1 < value.length) i++; // an escaped character stays, whatever it is
+      else if (c === 0x22) quoted = false;
     } else if (depth > 0) {
-      // inside a comment
-    } else if (c === sep) {
-      out.push(cur);
+      if (c === 0x28) depth++;
+      else if (c === 0x29 && --depth === 0) from = i + 1;
+    } else if (c === 0x22) {
+      quoted = true;
+    } else if (c === 0x28) {
+      cur += value.slice(from, i); // comments are dropped, as mailsplit drops them for the structure
+      depth = 1;
+    } else if (c === sepCode) {
+      out.push(cur + value.slice(from, i));
       cur = '';
-    } else {
-      cur += c;
+      from = i + 1;
     }
   }
-  out.push(cur);
+  out.push(depth > 0 ? cur : cur + value.slice(from));
   return out;
 }
 

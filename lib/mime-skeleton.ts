@@ -3,7 +3,7 @@
 // and last line, plus the gaps, so that every chunk mailsplit emits maps back to the original bytes.
 // Why: mailsplit looks at every byte and every line in JavaScript, and body lines only ever pass through;
 // a 12 KB meeting request has ~1 KB that can matter. Fails: never; the caller checks the result (a
-// structure that comes out damaged is made again from the whole message).
+// structure that comes out damaged, or chunks that do not line up, are made again from the whole message).
 //
 // What mailsplit decides per line: a line opening with "--" (or CR "--") may be a delimiter; in a header
 // block (from the message start, or a delimiter, to the first empty line) every line is a header. Every

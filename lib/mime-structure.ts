@@ -1,6 +1,7 @@
-// The structure pass: one mailsplit Splitter run over the spooled message; nothing is rewritten or joined.
-// In: a SpoolReader. Out: every MIME node in document order with byte offsets into the raw message, its
-// type/disposition/charset/encoding, the decoded calendar/.ics/TNEF bodies (capped), the root headers.
+// The structure pass: one mailsplit Splitter run over the spooled message (over its skeleton when it is in
+// memory, see lib/mime-skeleton.ts); nothing is rewritten or joined. In: a SpoolReader. Out: every MIME
+// node in document order with byte offsets into the raw message, its type/disposition/charset/encoding,
+// the decoded calendar/.ics/TNEF bodies (capped), the root headers.
 // message/rfc822 content stays opaque. Fails: never throws on what the message contains; when the byte
 // count does not add up, a multipart is left open mid-message or the splitter gives up, the structure
 // says damaged = true and the rewriter refuses it. Only a read error of the spool rejects.

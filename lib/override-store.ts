@@ -6,12 +6,25 @@
 // reads as absent; the client keeps reconnecting with backoff forever, so it recovers by itself.
 
 import { createHash } from 'node:crypto';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IoRedis from 'ioredis';
 import type { LogFn } from './log.js';
 import { parseRedisUrl, redact, type RedisTarget } from './override-config.js';
 import { checkOverride, decodeOverride, encodeOverride, OverrideDataError, type Override } from './override-model.js';
 
 export type { Override } from './override-model.js';
+
+type Redis = IoRedis.Redis;
+type Cluster = IoRedis.Cluster;
+type RedisOptions = IoRedis.RedisOptions;
+
+/**
+ * ioredis is loaded with the first Redis connection, not at start: loading it defines a String subclass,
+ * and from then on V8 runs string methods (charCodeAt, charAt, slice …) on a slow path in the whole
+ * process, 2-7x per call, felt by every header and calendar parser. An in-memory store never loads it.
+ */
+let loaded: typeof IoRedis | null = null;
+const ioredis = (): typeof IoRedis => (loaded ??= createRequire(import.meta.url)('ioredis') as typeof IoRedis);
 
 export interface OverrideStore {
   readonly kind: 'memory' | 'redis';
@@ -103,7 +116,7 @@ export class MemoryOverrideStore implements OverrideStore {
  * handler are ended too.
  */
 function endConnection(c: Redis | Cluster): void {
-  if (c instanceof Cluster) {
+  if (c instanceof ioredis().Cluster) {
     const internals = c as unknown as { _refreshSlotsCacheCallbacks?: unknown[]; clearNodesRefreshInterval?: () => void };
     internals._refreshSlotsCacheCallbacks = [];
     c.disconnect();
@@ -149,7 +162,7 @@ export class RedisOverrideStore implements OverrideStore {
     };
     if (target.mode === 'cluster') {
       const auth = { username: target.username, password: target.password };
-      this.client = new Cluster(target.nodes, {
+      this.client = new (ioredis().Cluster)(target.nodes, {
         enableOfflineQueue: false,
         clusterRetryStrategy: backoff,
         // No periodic slots refresh: ioredis 6 re-arms its refresh timer after disconnect when a
@@ -165,11 +178,11 @@ export class RedisOverrideStore implements OverrideStore {
       const base: RedisOptions = { ...common, retryStrategy: backoff };
       let client: Redis;
       if (target.mode === 'sentinel') {
-        client = new Redis({ ...base, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
+        client = new (ioredis().Redis)({ ...base, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
       } else if (target.path !== undefined) {
-        client = new Redis({ ...base, path: target.path, db: target.db });
+        client = new (ioredis().Redis)({ ...base, path: target.path, db: target.db });
       } else {
-        client = new Redis(target.url, base);
+        client = new (ioredis().Redis)(target.url, base);
       }
       this.client = client;
       this.subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
@@ -185,7 +198,7 @@ export class RedisOverrideStore implements OverrideStore {
     // A Cluster opens node connections lazily, on a node's first command: that first lookup then outlasts
     // the timeout (and meets the fallback). Open each one as soon as the cluster names it, replicas too,
     // so a promoted replica is already connected when a failover needs it.
-    if (this.client instanceof Cluster) {
+    if (this.client instanceof ioredis().Cluster) {
       this.client.on('+node', (node: Redis) => { if (!this.closed && node.status === 'wait') node.connect().catch(() => undefined); });
     }
     this.subscriber.subscribe(this.channel).catch(() => undefined);
@@ -244,7 +257,7 @@ export class RedisOverrideStore implements OverrideStore {
 
   async *list(): AsyncIterable<[string, Override]> {
     // A Cluster has no global SCAN: walk every master. SCAN may return a key twice, hence `seen`.
-    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    const nodes = this.client instanceof ioredis().Cluster ? this.client.nodes('master') : [this.client];
     const pattern = this.prefix.replace(/[*?[\]\\]/g, '\\$&') + '*';
     const seen = new Set<string>();
     for (const node of nodes) {
@@ -256,7 +269,7 @@ export class RedisOverrideStore implements OverrideStore {
         fresh.forEach((k) => seen.add(k));
         if (fresh.length === 0) continue;
         // MGET needs one hash slot in a Cluster; there, single GETs routed by the client.
-        const values = this.client instanceof Cluster
+        const values = this.client instanceof ioredis().Cluster
           ? await Promise.all(fresh.map((k) => this.bounded('get', () => this.client.get(k))))
           : await this.bounded('mget', () => (this.client as Redis).mget(...fresh));
         for (let i = 0; i < fresh.length; i++) {
@@ -283,7 +296,7 @@ export class RedisOverrideStore implements OverrideStore {
     }));
     if (!(await isReady(this.client))) return false;
     // A Cluster is "ready" once it knows its slots; lookups need each master's own connection too.
-    if (this.client instanceof Cluster) return (await Promise.all(this.client.nodes('master').map(isReady))).every(Boolean);
+    if (this.client instanceof ioredis().Cluster) return (await Promise.all(this.client.nodes('master').map(isReady))).every(Boolean);
     return true;
   }
 
@@ -331,14 +344,14 @@ export function openRedisHandle(url: string, opts: { timeoutMs: number; name?: s
   };
   let client: Redis | Cluster;
   if (target.mode === 'cluster') {
-    client = new Cluster(target.nodes, { enableOfflineQueue: false, clusterRetryStrategy: backoff, slotsRefreshInterval: 0, retryDelayOnFailover: 50, redisOptions: { ...common, username: target.username, password: target.password } });
+    client = new (ioredis().Cluster)(target.nodes, { enableOfflineQueue: false, clusterRetryStrategy: backoff, slotsRefreshInterval: 0, retryDelayOnFailover: 50, redisOptions: { ...common, username: target.username, password: target.password } });
     client.on('+node', (node: Redis) => { if (node.status === 'wait') node.connect().catch(() => undefined); });
   } else if (target.mode === 'sentinel') {
-    client = new Redis({ ...common, retryStrategy: backoff, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
+    client = new (ioredis().Redis)({ ...common, retryStrategy: backoff, sentinels: target.sentinels, name: target.name, db: target.db, username: target.username, password: target.password, sentinelRetryStrategy: backoff });
   } else if (target.path !== undefined) {
-    client = new Redis({ ...common, retryStrategy: backoff, path: target.path, db: target.db });
+    client = new (ioredis().Redis)({ ...common, retryStrategy: backoff, path: target.path, db: target.db });
   } else {
-    client = new Redis(target.url, { ...common, retryStrategy: backoff });
+    client = new (ioredis().Redis)(target.url, { ...common, retryStrategy: backoff });
   }
   client.on('error', () => undefined);
   let closed = false;

@@ -303,10 +303,6 @@ export function iso2022AsciiAt(buf: Buffer, pos: number): boolean {
 // ---------------------------------------------------------------------------------------------
 // Quoted-printable encoding of footer units
 
-function hex2(c: number): string {
-  return '=' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
-}
-
 const HEX_DIGITS = Buffer.from('0123456789ABCDEF', 'latin1');
 /** 1 for the bytes that stand as they are in the middle of a line (blanks too), else 0. */
 const QP_LITERAL = Uint8Array.from({ length: 256 }, (_, c) => ((c >= 0x20 && c <= 0x7e && c !== 0x3d) || c === 0x09 ? 1 : 0));
@@ -350,15 +346,14 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
   const opening = (k: number) => qpUnit(units[k], true, wsEnd(k), null, 0); // length as a line opener
   // nearly every unit is one byte that stands as it is: those skip qpUnit
   const plain = (u: Buffer, k: number) => u.length === 1 && QP_LITERAL[u[0]] === 1 && k !== n - 1;
-  const len: number[] = new Array(n);
-  for (let k = 0; k < n; k++) len[k] = plain(units[k], k) ? 1 : qpUnit(units[k], false, wsEnd(k), null, 0);
+  const len = (k: number) => (plain(units[k], k) ? 1 : qpUnit(units[k], false, wsEnd(k), null, 0)); // mid-line
   const room = maxLen - 1; // one column for the soft break's "="
   const starts = [0]; // the unit that opens each physical line
   let head = opening(0);
   let rest = 0; // length of the units after the opener, up to k - 1
   let size = 0; // of the finished physical lines, soft breaks included
   for (let k = 1; k < n; k++) {
-    const t = len[k];
+    const t = len(k);
     if (head + rest + t <= room) {
       rest += t;
       continue;
@@ -368,17 +363,18 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     let cut = k;
     let moved = 0;
     for (let m = k - 1; m > first && moved + t <= maxLen / 3; m--) {
-      if (len[m] === 1 && units[m].length === 1 && units[m][0] === 0x20) {
+      const l = len(m);
+      if (l === 1 && units[m].length === 1 && units[m][0] === 0x20) {
         cut = m + 1;
         break;
       }
-      moved += len[m];
+      moved += l;
     }
     if (cut === k) moved = 0; // nothing moves: k opens the next line
     size += head + rest - moved + 1 + lb.length;
     starts.push(cut);
     head = opening(cut);
-    rest = cut === k ? 0 : moved - len[cut] + t;
+    rest = cut === k ? 0 : moved - len(cut) + t;
   }
   size += head + rest;
   const out = Buffer.allocUnsafe(size);

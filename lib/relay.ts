@@ -81,8 +81,10 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable | 
       } catch {
         /* the connection may already be gone */
       }
-      // QUIT is a courtesy; a next hop that does not answer it is cut off soon after
-      setTimeout(() => conn.close(), 5000).unref();
+      // QUIT is a courtesy; a next hop that does not answer it is cut off soon after. The timer goes
+      // when the connection ends, so that it does not hold every connection for 5 s (memory, GC).
+      const cutOff = setTimeout(() => conn.close(), 5000).unref();
+      conn.once('end', () => clearTimeout(cutOff));
       resolve({ recipients: replies, response, ms: Date.now() - started });
     };
     const failAll = (r: Reply, why: string) => finish(new Map(addresses.map((a) => [a, { ...r }])), why);

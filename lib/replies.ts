@@ -27,7 +27,8 @@ export interface HopResult {
 /** Parse "451 4.7.1 Try later" (possibly multi-line) into a Reply; unknown shapes become 451. */
 export function parseReply(text: string | undefined, fallback: Reply = REPLIES.internal): Reply {
   if (!text) return { ...fallback };
-  const lines = text.split(/\r?\n/).filter((l) => l.length > 0);
+  // nearly every reply is one line: no split for it
+  const lines = text.includes('\n') ? text.split(/\r?\n/).filter((l) => l.length > 0) : [text];
   const first = /^([245]\d\d)[ -](?:([245]\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(lines[0] ?? '');
   if (!first) return { ...fallback };
   const code = Number(first[1]);

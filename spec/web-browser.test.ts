@@ -93,7 +93,7 @@ test('axe-core: no WCAG 2.1 AA violations on message, sign-in, agenda and error 
   }
 });
 
-test('axe-core: no WCAG 2.1 AA violations on a populated agenda (signed in by clicking the mailed link)', { skip: !HAVE && 'no /usr/bin/chromium', timeout: 30_000 }, async () => {
+test('axe-core: no WCAG 2.1 AA violations on a populated agenda (signed in by clicking the mailed link)', { skip: !HAVE && 'no /usr/bin/chromium', timeout: 90_000 }, async () => {
   // More of ann's invitations: one overlapping the Budget review, a weekly series, an all-day event,
   // and one cancelled; so the agenda shows several days, an overlap, recurrences and a struck-through entry.
   const more = [
