@@ -8,69 +8,21 @@
 // Prints p50/p99 (pooled over R alternating rounds) and the differences; target: p99 added ≤ 1 ms.
 // Every process it starts is stopped.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { freePort, killAll, opt, ROOT, sleep, start, stop, waitPort } from './harness.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
-};
 const MESSAGES = Number(opt('messages', '1000'));
 const ROUNDS = Number(opt('rounds', '10'));
 const CONCURRENCY = Number(opt('concurrency', '50'));
 const RECIPIENTS = 1000;
 const CLI = 'dist/bin/calendar-link-filter.js';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// Processes: started with start(), stopped with stop(); whatever is left dies with this process.
-const children = new Set<ChildProcess>();
-function start(cmd: string, argv: string[]): ChildProcess {
-  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
-}
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-async function waitPort(port: number, ms = 15000): Promise<void> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false });
-      c.once('error', () => resolve(false));
-      c.connect(() => { c.quit(); resolve(true); });
-    });
-    if (ok) return;
-    if (Date.now() > until) throw new Error(`port ${port} did not open`);
-    await sleep(100);
-  }
-}
 
 /** The fallback sink: accepts everything at once, keeps nothing (no smtp-server: it delays its greeting). */
 function nullSink(port: number): Promise<Server> {
@@ -279,6 +231,6 @@ async function main() {
 
 main().catch(async (err) => {
   console.error(err);
-  for (const c of children) c.kill('SIGKILL');
+  killAll();
   process.exit(1);
 });

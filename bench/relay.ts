@@ -4,62 +4,15 @@
 // Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--rounds R] [--only plain|calendar]
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, killAll, opt, ROOT, start, stop, waitPort } from './harness.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
-};
 const MESSAGES = Number(opt('messages', '3000'));
 const ONLY = opt('only', '');
 const EXTRA = opt('filter-args', '').split(' ').filter(Boolean);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-async function waitPort(port: number, ms = 10000): Promise<void> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false });
-      c.once('error', () => resolve(false));
-      c.connect(() => { c.quit(); resolve(true); });
-    });
-    if (ok) return;
-    if (Date.now() > until) throw new Error(`port ${port} did not open`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function start(cmd: string, argv: string[]): ChildProcess {
-  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-const children = new Set<ChildProcess>();
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
-}
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 
 async function startSink(): Promise<{ port: number; child: ChildProcess; kind: string }> {
   const port = await freePort();
@@ -201,6 +154,6 @@ async function main() {
 
 main().catch(async (err) => {
   console.error(err);
-  for (const c of children) c.kill('SIGKILL');
+  killAll();
   process.exit(1);
 });

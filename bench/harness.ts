@@ -1,0 +1,70 @@
+// What every benchmark script shares: options, free ports, starting and stopping child processes.
+// In: argv (`--name value`), commands to run. Out: ports, child handles, and a wait for an SMTP
+// greeting. Fails: a port that never greets rejects; every child still alive dies with this process.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+const args = process.argv.slice(2);
+/** `--name value` from the command line, or `def`. */
+export const opt = (name: string, def: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
+};
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** Resolves once an SMTP server greets on `port` (then QUITs). */
+export async function waitPort(port: number, ms = 15000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false });
+      c.once('error', () => resolve(false));
+      c.connect(() => { c.quit(); resolve(true); });
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`port ${port} did not open`);
+    await sleep(100);
+  }
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+/** Start a child in the repository root; its stderr shows, its stdout is dropped. */
+export function start(cmd: string, argv: string[]): ChildProcess {
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after 5 s. */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+/** Kill every child now (on a fatal error). */
+export function killAll(): void {
+  for (const c of children) c.kill('SIGKILL');
+}
