@@ -68,3 +68,53 @@ export async function stop(child: ChildProcess): Promise<void> {
 export function killAll(): void {
   for (const c of children) c.kill('SIGKILL');
 }
+
+export interface LoadRun {
+  /** Per-message latency, MAIL FROM to the reply to ".", in ms, in completion order. */
+  lat: number[];
+  /** Wall time from the first message to the last reply, seconds. */
+  secs: number;
+  failed: number;
+}
+
+/**
+ * `total` messages over `concurrency` kept-open client connections (a failed one is reopened).
+ * Message k goes from `from` to `to(k)`.
+ */
+export async function sendLoad(port: number, raw: Buffer, opts: { total: number; concurrency: number; from: string; to: (k: number) => string }): Promise<LoadRun> {
+  const lat: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    let conn: SMTPConnection | null = null;
+    while (next < opts.total) {
+      const k = next++;
+      if (!conn) {
+        conn = await new Promise<SMTPConnection>((resolve, reject) => {
+          const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false, socketTimeout: 600_000 });
+          c.once('error', reject);
+          c.connect(() => resolve(c));
+        });
+      }
+      const t0 = process.hrtime.bigint();
+      const ok = await new Promise<boolean>((resolve) => {
+        conn!.send({ from: opts.from, to: [opts.to(k)] }, raw, (err) => resolve(!err));
+      });
+      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!ok) {
+        failed++;
+        conn.close();
+        conn = null;
+      }
+    }
+    conn?.quit();
+  };
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  return { lat, secs: (Date.now() - t0) / 1000, failed };
+}
+
+/** The p-quantile of ascending values (NaN when empty). */
+export function quantile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+}

@@ -9,13 +9,12 @@
 // Every process it starts is stopped.
 
 import { execFile, type ChildProcess } from 'node:child_process';
-import { freePort, killAll, opt, ROOT, sleep, start, stop, waitPort } from './harness.js';
+import { freePort, killAll, opt, quantile, ROOT, sendLoad, sleep, start, stop, waitPort, type LoadRun } from './harness.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
 const run = promisify(execFile);
 const MESSAGES = Number(opt('messages', '1000'));
@@ -79,45 +78,13 @@ async function startRedis(dir: string): Promise<{ port: number; child: ChildProc
   return { port, child, cli };
 }
 
-interface Run { lat: number[]; secs: number; failed: number }
+type Run = LoadRun;
 
 /** `total` messages over `concurrency` kept-open client connections; message k goes to user(k mod 1000). */
-async function load(port: number, raw: Buffer, total: number, concurrency: number): Promise<Run> {
-  const lat: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    let conn: SMTPConnection | null = null;
-    while (next < total) {
-      const k = next++;
-      if (!conn) {
-        conn = await new Promise<SMTPConnection>((resolve, reject) => {
-          const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false, socketTimeout: 600000 });
-          c.once('error', reject);
-          c.connect(() => resolve(c));
-        });
-      }
-      const t0 = process.hrtime.bigint();
-      const ok = await new Promise<boolean>((resolve) => {
-        conn!.send({ from: 'alice@example.org', to: [`user${k % RECIPIENTS}@example.org`] }, raw, (err) => resolve(!err));
-      });
-      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      if (!ok) {
-        failed++;
-        conn.close();
-        conn = null;
-      }
-    }
-    conn?.quit();
-  };
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return { lat, secs: (Date.now() - t0) / 1000, failed };
+function load(port: number, raw: Buffer, total: number, concurrency: number): Promise<Run> {
+  return sendLoad(port, raw, { total, concurrency, from: 'alice@example.org', to: (k) => `user${k % RECIPIENTS}@example.org` });
 }
 
-function quantile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
 
 /** Every latency of every run of one filter, pooled: percentiles over all of them. */
 function pooled(runs: Run[]): { rate: number; p50: number; p99: number; failed: number; n: number } {

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { freePort } from '../spec/helpers/filter-process.js';
+import { quantile, sendLoad } from './harness.js';
 import { answers } from '../spec/helpers/milter-process.js';
 import { startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
@@ -70,42 +71,13 @@ interface Figures { rate: number; p50: number; p99: number; failed: number; drai
 
 /** N messages over `concurrency` persistent connections; latency is MAIL FROM to the reply to ".". */
 async function load(postfix: PostfixInstance, raw: Buffer, total: number, concurrency: number): Promise<Figures> {
-  const lat: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    let conn: SMTPConnection | null = null;
-    while (next < total) {
-      next++;
-      if (!conn) {
-        conn = await new Promise<SMTPConnection>((resolve, reject) => {
-          const c = new SMTPConnection({ host: '127.0.0.1', port: postfix.smtpPort, ignoreTLS: true, logger: false, socketTimeout: 600_000 });
-          c.once('error', reject);
-          c.connect(() => resolve(c));
-        });
-      }
-      const t0 = process.hrtime.bigint();
-      const ok = await new Promise<boolean>((resolve) => {
-        conn!.send({ from: 'ada@example.org', to: ['bob@example.net'] }, raw, (err) => resolve(!err));
-      });
-      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      if (!ok) {
-        failed++;
-        conn.close();
-        conn = null;
-      }
-    }
-    conn?.quit();
-  };
   const t0 = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const secs = (Date.now() - t0) / 1000;
+  const { lat, secs, failed } = await sendLoad(postfix.smtpPort, raw, { total, concurrency, from: 'ada@example.org', to: () => 'bob@example.net' });
   // the after-queue filter works after the client is done: count until the queue is empty again
   await waitFor('an empty queue', async () => (await postfix.queueIds()).length === 0, 300_000);
   const drainS = (Date.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { rate: total / secs, p50: q(0.5), p99: q(0.99), failed, drainS };
+  return { rate: total / secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), failed, drainS };
 }
 
 type Mode = 'none' | 'milter' | 'milter-unix' | 'after-queue';

@@ -5,10 +5,9 @@
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 
 import type { ChildProcess } from 'node:child_process';
-import { freePort, killAll, opt, ROOT, start, stop, waitPort } from './harness.js';
+import { freePort, killAll, opt, quantile, ROOT, sendLoad, start, stop, waitPort } from './harness.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
 const MESSAGES = Number(opt('messages', '3000'));
 const ONLY = opt('only', '');
@@ -27,39 +26,9 @@ async function startSink(): Promise<{ port: number; child: ChildProcess; kind: s
 interface Figures { rate: number; p50: number; p99: number; failed: number }
 
 async function load(port: number, raw: Buffer, total: number, concurrency: number): Promise<Figures> {
-  const lat: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    let conn: SMTPConnection | null = null;
-    while (next < total) {
-      next++;
-      if (!conn) {
-        conn = await new Promise<SMTPConnection>((resolve, reject) => {
-          const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, logger: false, socketTimeout: 600000 });
-          c.once('error', reject);
-          c.connect(() => resolve(c));
-        });
-      }
-      const t0 = process.hrtime.bigint();
-      const ok = await new Promise<boolean>((resolve) => {
-        conn!.send({ from: 'alice@example.org', to: ['bob@example.org'] }, raw, (err) => resolve(!err));
-      });
-      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      if (!ok) {
-        failed++;
-        conn.close();
-        conn = null;
-      }
-    }
-    conn?.quit();
-  };
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const secs = (Date.now() - t0) / 1000;
-  lat.sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { rate: total / secs, p50: q(0.5), p99: q(0.99), failed };
+  const r = await sendLoad(port, raw, { total, concurrency, from: 'alice@example.org', to: () => 'bob@example.org' });
+  const lat = r.lat.sort((a, b) => a - b);
+  return { rate: total / r.secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), failed: r.failed };
 }
 
 function plainMessage(): Buffer {

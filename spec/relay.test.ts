@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startInProcFilter, type InProcFilter } from './helpers/filter-inproc.js';
+import { startFilterWithSink, startInProcFilter, type InProcFilter } from './helpers/filter-inproc.js';
 import { startSink, type Sink } from './helpers/sink.js';
 import { openDialog, transact } from './helpers/smtp-dialog.js';
 
@@ -15,27 +15,22 @@ const msg = (headers: string, body: string | Buffer): Buffer =>
 const PLAIN = msg('From: a@example.org\nTo: b@example.org\nSubject: hello\nMessage-ID: <1@example.org>\n', 'Hello Bob,\nsee you.\n');
 
 async function withPair(flags: Record<string, unknown>, sinkOpts: Parameters<typeof startSink>[0], fn: (f: InProcFilter, s: Sink) => Promise<void>) {
-  const sink = await startSink(sinkOpts);
-  const filter = await startInProcFilter({ next_hop: `smtp://127.0.0.1:${sink.port}`, next_hop_timeout: 3, connect_timeout: 2, ...flags });
+  const pair = await startFilterWithSink({ next_hop_timeout: 3, connect_timeout: 2, ...flags }, sinkOpts);
   try {
-    await fn(filter, sink);
+    await fn(pair.filter, pair.sink);
   } finally {
-    await filter.close();
-    await sink.close();
+    await pair.close();
   }
 }
 
 describe('byte-identical relay', () => {
   let sink: Sink;
   let filter: InProcFilter;
+  let close: () => Promise<void>;
   before(async () => {
-    sink = await startSink();
-    filter = await startInProcFilter({ next_hop: `smtp://127.0.0.1:${sink.port}` });
+    ({ sink, filter, close } = await startFilterWithSink());
   });
-  after(async () => {
-    await filter.close();
-    await sink.close();
-  });
+  after(() => close());
 
   const cases: Array<[string, { from: string; to: string[]; data: Buffer; mailParams?: string }]> = [
     ['8bit body', { from: 'a@example.org', to: ['b@example.org'], mailParams: 'BODY=8BITMIME', data: msg('From: a@example.org\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n', 'Grüße aus Köln — 会議\n') }],

@@ -4,22 +4,19 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startInProcFilter, type InProcFilter } from './helpers/filter-inproc.js';
-import { startSink, type Sink } from './helpers/sink.js';
+import { startFilterWithSink, type InProcFilter } from './helpers/filter-inproc.js';
+import type { Sink } from './helpers/sink.js';
 import { openDialog } from './helpers/smtp-dialog.js';
 
 const MESSAGE = Buffer.from('From: a@example.org\r\nTo: b@example.org\r\nSubject: xforward\r\n\r\nHello\r\n.\r\n');
 
 let sink: Sink;
 let filter: InProcFilter;
+let close: () => Promise<void>;
 before(async () => {
-  sink = await startSink();
-  filter = await startInProcFilter({ next_hop: `smtp://127.0.0.1:${sink.port}` });
+  ({ sink, filter, close } = await startFilterWithSink());
 });
-after(async () => {
-  await filter.close();
-  await sink.close();
-});
+after(() => close());
 
 async function send(xforward: string[]): Promise<Record<string, unknown>> {
   const before = filter.logs.length;
