@@ -1,7 +1,9 @@
-// Benchmark: messages per second and latency through the filter, against a bare relay ceiling.
-// Both relay to the same sink (Postfix's smtp-sink when installed, else a Node null sink), at
-// concurrency 1, 10 and 50, in one run; then the filter's peak RSS for a 25 MiB message.
+// Benchmark: messages per second and latency through the filter, against two bare relay ceilings
+// (a new next-hop connection per message; next-hop connections reused). All relay to the same sink
+// (Postfix's smtp-sink when installed, else a Node null sink), at concurrency 1, 10 and 50, in one
+// run; then the filter's peak RSS for a 25 MiB message.
 // Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--rounds R] [--only plain|calendar]
+//        [--filter-args "--next-hop-idle-time 0"]
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 
 import type { ChildProcess } from 'node:child_process';
@@ -23,12 +25,25 @@ async function startSink(): Promise<{ port: number; child: ChildProcess; kind: s
   return { port, child, kind: useSmtpSink ? 'smtp-sink' : 'node null sink' };
 }
 
-interface Figures { rate: number; p50: number; p99: number; failed: number }
+/** `cpu`: the relay process's own CPU time (user + system) per message, µs; NaN when unknown. */
+interface Figures { rate: number; p50: number; p99: number; failed: number; cpu: number }
 
-async function load(port: number, raw: Buffer, total: number, concurrency: number): Promise<Figures> {
+/** utime + stime of a process in clock ticks (100 per second on Linux), from /proc. */
+function cpuTicks(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return NaN;
+  }
+}
+
+async function load(port: number, raw: Buffer, total: number, concurrency: number, pid?: number): Promise<Figures> {
+  const before = cpuTicks(pid);
   const r = await sendLoad(port, raw, { total, concurrency, from: 'alice@example.org', to: () => 'bob@example.org' });
+  const cpu = ((cpuTicks(pid) - before) * 10_000) / total;
   const lat = r.lat.sort((a, b) => a - b);
-  return { rate: total / r.secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), failed: r.failed };
+  return { rate: total / r.secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), failed: r.failed, cpu };
 }
 
 function plainMessage(): Buffer {
@@ -48,36 +63,43 @@ function calendarMessage(): Buffer | null {
 const ROUNDS = Number(opt('rounds', '3'));
 
 /**
- * Both relays run side by side and take turns, ROUNDS times per concurrency; the median of each
+ * The relays run side by side and take turns, ROUNDS times per concurrency; the median of each
  * is reported. On a 2-core machine shared by client, relay and sink, one-shot runs vary by ±20 %.
+ * Two ceilings: the bare relay with a new next-hop connection per message, and the same relay
+ * keeping its next-hop connections for the next message (as the filter does, minus the RSET check).
  */
-async function measurePair(sinkPort: number, raw: Buffer) {
-  const ports = [await freePort(), await freePort()];
-  const procs = [bare(ports[0]!, sinkPort), filter(ports[1]!, sinkPort)];
+async function measureSet(sinkPort: number, raw: Buffer) {
+  const relays = [
+    { label: 'bare relay, new connection (ceiling)', run: (p: number) => bare(p, sinkPort) },
+    { label: 'bare relay, reused connection (ceiling)', run: (p: number) => bare(p, sinkPort, 'reuse') },
+    { label: 'calendar-link-filter', run: (p: number) => filter(p, sinkPort) },
+  ];
+  const ports = await Promise.all(relays.map(() => freePort()));
+  const procs = relays.map((r, i) => r.run(ports[i]!));
   await Promise.all(ports.map((p) => waitPort(p)));
   for (const p of ports) await load(p, raw, 300, 10); // warm-up
-  const result: Array<Record<number, Figures>> = [{}, {}];
+  const out = relays.map((r) => ({ label: r.label, out: {} as Record<number, Figures> }));
   for (const c of [1, 10, 50]) {
-    const runs: Figures[][] = [[], []];
+    const runs: Figures[][] = relays.map(() => []);
     for (let r = 0; r < ROUNDS; r++) {
-      for (const i of [0, 1]) runs[i]!.push(await load(ports[i]!, raw, c === 1 ? Math.ceil(MESSAGES / 3) : MESSAGES, c));
+      for (let i = 0; i < relays.length; i++) runs[i]!.push(await load(ports[i]!, raw, c === 1 ? Math.ceil(MESSAGES / 3) : MESSAGES, c, procs[i]!.pid));
     }
-    for (const i of [0, 1]) {
-      const sorted = [...runs[i]!].sort((x, y) => x.rate - y.rate);
-      result[i]![c] = sorted[Math.floor(sorted.length / 2)]!;
-    }
+    runs.forEach((list, i) => {
+      const sorted = [...list].sort((x, y) => x.rate - y.rate);
+      out[i]!.out[c] = sorted[Math.floor(sorted.length / 2)]!;
+    });
   }
   for (const p of procs) await stop(p);
-  return { ceil: { label: 'bare relay (ceiling)', out: result[0]! }, ours: { label: 'calendar-link-filter', out: result[1]! } };
+  return out;
 }
 
-const bare = (port: number, hop: number) => start(process.execPath, ['--import', 'tsx', 'bench/bare-relay.ts', String(port), `127.0.0.1:${hop}`]);
+const bare = (port: number, hop: number, mode = '') => start(process.execPath, ['--import', 'tsx', 'bench/bare-relay.ts', String(port), `127.0.0.1:${hop}`, mode]);
 const filter = (port: number, hop: number) =>
   start(process.execPath, ['dist/bin/calendar-link-filter.js', 'serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${hop}`, '--web-server', 'cal.example.org', '--log-level', 'warn', ...EXTRA]);
 
-function row(name: string, f: Figures, base?: Figures): string {
-  const ratio = base ? `  ratio ${(f.rate / base.rate).toFixed(2)}` : '';
-  return `  ${name.padEnd(34)} ${f.rate.toFixed(0).padStart(6)} msg/s  p50 ${f.p50.toFixed(2).padStart(6)} ms  p99 ${f.p99.toFixed(2).padStart(6)} ms${f.failed ? `  FAILED ${f.failed}` : ''}${ratio}`;
+function row(name: string, f: Figures, bases: Figures[] = []): string {
+  const ratio = bases.length ? `  ratio ${bases.map((b) => (f.rate / b.rate).toFixed(2)).join(' / ')}` : '';
+  return `  ${name.padEnd(40)} ${f.rate.toFixed(0).padStart(6)} msg/s  p50 ${f.p50.toFixed(2).padStart(6)} ms  p99 ${f.p99.toFixed(2).padStart(6)} ms  cpu ${f.cpu.toFixed(0).padStart(5)} µs/msg${f.failed ? `  FAILED ${f.failed}` : ''}${ratio}`;
 }
 
 async function rss(hopPort: number): Promise<void> {
@@ -109,12 +131,14 @@ async function main() {
   if (cal) cases.push([`calendar ${(cal.length / 1024).toFixed(0)} KB (rewrite path)`, cal]);
   for (const [name, raw] of cases) {
     if (ONLY && !name.startsWith(ONLY)) continue;
-    const { ceil, ours } = await measurePair(sink.port, raw);
-    console.log(`\n${name}`);
+    const set = await measureSet(sink.port, raw);
+    const ours = set.at(-1)!;
+    const ceilings = set.slice(0, -1);
+    console.log(`\n${name}; ratio = filter / each ceiling in the order listed`);
     for (const c of [1, 10, 50]) {
       console.log(` concurrency ${c}`);
-      console.log(row(ceil.label, ceil.out[c]!));
-      console.log(row(ours.label, ours.out[c]!, ceil.out[c]!));
+      for (const ceil of ceilings) console.log(row(ceil.label, ceil.out[c]!));
+      console.log(row(ours.label, ours.out[c]!, ceilings.map((x) => x.out[c]!)));
     }
   }
   if (!ONLY) await rss(sink.port);

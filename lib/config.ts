@@ -44,6 +44,8 @@ export const CONFIG_TABLE = {
   socket_timeout: { kind: 'int', default: 660, min: 10, max: 3600, doc: 'idle client connection timeout, seconds (Postfix waits 600 s for the reply to ".")' },
   next_hop_timeout: { kind: 'int', default: 300, min: 1, max: 3600, doc: 'time allowed for one relay to the next hop, seconds; then 451 4.4.2' },
   connect_timeout: { kind: 'int', default: 30, min: 1, max: 600, doc: 'time allowed to connect to the next hop, seconds; then 451 4.4.1' },
+  next_hop_idle_time: { kind: 'int', default: 2, min: 0, max: 300, doc: 'how long a next-hop session waits open for the next message, seconds (as Postfix smtp_connection_cache_time_limit); 0: a new connection for every message' },
+  next_hop_reuse_time: { kind: 'int', default: 300, min: 1, max: 86400, doc: 'a next-hop session older than this is closed instead of reused, seconds (as Postfix smtp_connection_reuse_time_limit)' },
   shutdown_timeout: { kind: 'int', default: 30, min: 0, max: 3600, doc: 'on SIGTERM, seconds allowed for transactions in flight' },
   spool_memory_limit: { kind: 'int', default: 1 * MiB, min: 0, max: 256 * MiB, doc: 'bytes of a message kept in memory before it spills to a temporary file' },
   spool_dir: { kind: 'string', default: '', check: noControl, doc: 'directory for spilled messages (empty: the system temporary directory)' },
@@ -79,6 +81,8 @@ export interface Config {
   socket_timeout: number;
   next_hop_timeout: number;
   connect_timeout: number;
+  next_hop_idle_time: number;
+  next_hop_reuse_time: number;
   shutdown_timeout: number;
   spool_memory_limit: number;
   spool_dir: string;

@@ -74,8 +74,8 @@ export function createMetrics(): Metrics {
   });
   const relay = new Histogram({
     name: METRIC_NAMES.relay,
-    help: 'One transaction with the next hop, connect to the reply to the final dot, by reply class (2xx, 4xx, 5xx)',
-    labelNames: ['result'] as const,
+    help: 'One transaction with the next hop, from asking for a session to the reply to the final dot, by reply class (2xx, 4xx, 5xx) and session (new connection or reused)',
+    labelNames: ['result', 'session'] as const,
     buckets: RELAY_BUCKETS,
     registers: [registry],
   });
@@ -124,7 +124,7 @@ export function createMetrics(): Metrics {
       const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
       if (event === 'relay') {
         const code = num(f.code);
-        relay.observe({ result: code >= 200 && code < 600 ? `${Math.floor(code / 100)}xx` : 'other' }, num(f.ms) / 1000);
+        relay.observe({ result: code >= 200 && code < 600 ? `${Math.floor(code / 100)}xx` : 'other', session: f.reused === true ? 'reused' : 'new' }, num(f.ms) / 1000);
         return;
       }
       const outcome = OUTCOMES[event];

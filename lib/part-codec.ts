@@ -344,16 +344,19 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
   if (n === 0) return '';
   const wsEnd = (k: number) => lineEnd && k === n - 1;
   const opening = (k: number) => qpUnit(units[k], true, wsEnd(k), null, 0); // length as a line opener
-  // nearly every unit is one byte that stands as it is: those skip qpUnit
-  const plain = (u: Buffer, k: number) => u.length === 1 && QP_LITERAL[u[0]] === 1 && k !== n - 1;
-  const len = (k: number) => (plain(units[k], k) ? 1 : qpUnit(units[k], false, wsEnd(k), null, 0)); // mid-line
+  // each unit's length in the middle of a line, once: nearly every unit is one byte that stands as it is
+  const mid = new Uint8Array(n);
+  for (let k = 0; k < n; k++) {
+    const u = units[k];
+    mid[k] = u.length === 1 && QP_LITERAL[u[0]] === 1 && k !== n - 1 ? 1 : qpUnit(u, false, wsEnd(k), null, 0);
+  }
   const room = maxLen - 1; // one column for the soft break's "="
   const starts = [0]; // the unit that opens each physical line
   let head = opening(0);
   let rest = 0; // length of the units after the opener, up to k - 1
   let size = 0; // of the finished physical lines, soft breaks included
   for (let k = 1; k < n; k++) {
-    const t = len(k);
+    const t = mid[k];
     if (head + rest + t <= room) {
       rest += t;
       continue;
@@ -363,18 +366,17 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     let cut = k;
     let moved = 0;
     for (let m = k - 1; m > first && moved + t <= maxLen / 3; m--) {
-      const l = len(m);
-      if (l === 1 && units[m].length === 1 && units[m][0] === 0x20) {
+      if (mid[m] === 1 && units[m][0] === 0x20 && units[m].length === 1) {
         cut = m + 1;
         break;
       }
-      moved += l;
+      moved += mid[m];
     }
     if (cut === k) moved = 0; // nothing moves: k opens the next line
     size += head + rest - moved + 1 + lb.length;
     starts.push(cut);
     head = opening(cut);
-    rest = cut === k ? 0 : moved - len(cut) + t;
+    rest = cut === k ? 0 : moved - mid[cut] + t;
   }
   size += head + rest;
   const out = Buffer.allocUnsafe(size);
@@ -384,7 +386,7 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     o = qpUnit(units[starts[i]], true, wsEnd(starts[i]), out, o);
     for (let k = starts[i] + 1; k < end; k++) {
       const u = units[k];
-      if (plain(u, k)) out[o++] = u[0];
+      if (mid[k] === 1 && u.length === 1) out[o++] = u[0];
       else o = qpUnit(u, false, wsEnd(k), out, o);
     }
     if (end < n) o += out.write('=' + lb, o, 'latin1');

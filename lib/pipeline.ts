@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import type { HookRegistry } from './hooks.js';
 import type { LogFn } from './log.js';
 import { planDelivery, type DeliveryGroup, type DeliveryPlan } from './plan.js';
-import { relayMessage, type NextHop } from './relay.js';
+import { relayMessage, type HopSessions } from './relay.js';
 import { combineForSmtp, REPLIES } from './replies.js';
 import type { Transaction } from './server.js';
 import type { Envelope, Recipient, Reply } from './types.js';
@@ -18,7 +18,8 @@ export interface PipelineDeps {
   config: Config;
   log: LogFn;
   hooks: HookRegistry;
-  hop: NextHop;
+  /** The next hop, with its sessions kept for reuse. */
+  hop: HopSessions;
   /** Optional observer (metrics); never affects replies. */
   observe?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -44,13 +45,12 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
         // a small message goes as one Buffer: one write, no stream plumbing per chunk
         const bytes = body.inMemory ? body.buffer() : body.stream();
         const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, bytes, body.size, {
-          connectTimeoutMs: config.connect_timeout * 1000,
           totalTimeoutMs: config.next_hop_timeout * 1000,
           signal: tx.signal,
         });
         for (const [addr, r] of result.recipients) replies.set(addr, r);
         response = result.response;
-        deps.observe?.('relay', { ms: result.ms, code: Math.max(0, ...[...result.recipients.values()].map((r) => r.code)) });
+        deps.observe?.('relay', { ms: result.ms, reused: result.reused, code: Math.max(0, ...[...result.recipients.values()].map((r) => r.code)) });
       }
     }
     const perRecipient = tx.envelope.to.map((r) => replies.get(r.address) ?? { ...REPLIES.internal });

@@ -1,23 +1,16 @@
 // The relay: hands one group of recipients and one message body to the next hop.
-// In: the next-hop URL (smtp:// or lmtp://), an envelope group, the message bytes as a stream.
+// In: the next hop's session cache (lib/hop-sessions.ts), an envelope group, the message bytes.
 // Out: the next hop's own reply per recipient (2xx accepted, its 4xx/5xx otherwise).
 // Fails: never throws. Unreachable → 451 4.4.1; timeout, dropped connection, protocol trouble
-// → 451 4.4.2; anything unexpected → 451 4.3.0. The only module that imports nodemailer.
+// → 451 4.4.2; anything unexpected → 451 4.3.0. A session that failed in any way is closed, not
+// reused; only a transaction that ended with the next hop's reply to the final dot gives it back.
 
-import { hostname } from 'node:os';
 import type { Readable } from 'node:stream';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { ConnectError, HopSessions, type HopSession, type NextHop } from './hop-sessions.js';
 import { parseReply, REPLIES } from './replies.js';
-import type { Envelope, Reply } from './types.js';
+import type { Cutoff, Envelope, Reply } from './types.js';
 
-/** The EHLO name; looked up once, not per message. */
-const EHLO_NAME = hostname();
-
-export interface NextHop {
-  host: string;
-  port: number;
-  lmtp: boolean;
-}
+export { HopSessions, type NextHop };
 
 export function parseNextHop(url: string): NextHop {
   const m = /^(smtp|lmtp):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/i.exec(url.trim());
@@ -27,13 +20,10 @@ export function parseNextHop(url: string): NextHop {
 }
 
 export interface RelayOptions {
-  connectTimeoutMs: number;
-  /** Bound on the whole transaction, from connect to the reply to the final dot. */
+  /** Bound on the whole transaction, from asking for a session to the reply to the final dot. */
   totalTimeoutMs: number;
-  /** EHLO name; default: this host's name. */
-  name?: string;
   /** Called when the relay is cut off from outside (shutdown), to abort a transaction in flight. */
-  signal?: AbortSignal;
+  signal?: Cutoff;
 }
 
 export interface RelayResult {
@@ -42,6 +32,8 @@ export interface RelayResult {
   /** The next hop's final reply line (for the log), or our own failure text. */
   response: string;
   ms: number;
+  /** The transaction went over a session that had carried a message before. */
+  reused: boolean;
 }
 
 /**
@@ -51,58 +43,45 @@ export interface RelayResult {
  * next hop announces them. nodemailer cannot send XFORWARD or per-recipient DSN parameters,
  * which is why the pipeline groups recipients by their DSN parameters first.
  */
-export function relayMessage(hop: NextHop, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions): Promise<RelayResult> {
+export function relayMessage(sessions: HopSessions, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions): Promise<RelayResult> {
   const started = Date.now();
   const addresses = group.to.map((r) => r.address);
   return new Promise((resolve) => {
     let done = false;
-    const conn = new SMTPConnection({
-      host: hop.host,
-      port: hop.port,
-      lmtp: hop.lmtp,
-      name: opts.name ?? EHLO_NAME,
-      ignoreTLS: true,
-      connectionTimeout: opts.connectTimeoutMs,
-      greetingTimeout: opts.connectTimeoutMs,
-      socketTimeout: opts.totalTimeoutMs,
-      socketCloseTimeout: 0,
-      allowInternalNetworkInterfaces: true,
-      logger: false,
-    });
+    let session: HopSession | null = null;
+    let reused = false;
+    let unsubscribe = () => undefined as void;
 
-    const finish = (replies: Map<string, Reply>, response: string) => {
+    const finish = (replies: Map<string, Reply>, response: string, clean = false) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
+      unsubscribe();
       if (!Buffer.isBuffer(message)) message.destroy();
-      try {
-        conn.quit();
-      } catch {
-        /* the connection may already be gone */
-      }
-      // QUIT is a courtesy; a next hop that does not answer it is cut off soon after. The timer goes
-      // when the connection ends, so that it does not hold every connection for 5 s (memory, GC).
-      const cutOff = setTimeout(() => conn.close(), 5000).unref();
-      conn.once('end', () => clearTimeout(cutOff));
-      resolve({ recipients: replies, response, ms: Date.now() - started });
+      if (session) sessions.release(session, clean);
+      resolve({ recipients: replies, response, ms: Date.now() - started, reused });
     };
     const failAll = (r: Reply, why: string) => finish(new Map(addresses.map((a) => [a, { ...r }])), why);
 
     const timer = setTimeout(() => failAll(REPLIES.hopTimeout, 'next hop timeout'), opts.totalTimeoutMs);
     const onAbort = () => failAll(REPLIES.aborted, 'aborted by shutdown');
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    if (opts.signal?.aborted) return onAbort();
+    if (opts.signal) unsubscribe = opts.signal.onAbort(onAbort);
+    if (done) return; // already cut off
 
-    // Before the greeting, any failure means "unreachable"; after it, "dropped or timed out".
-    let connected = false;
-    conn.once('error', (err: NodeJS.ErrnoException & { responseCode?: number; response?: string }) => {
-      failAll(connected ? classifyError(err) : REPLIES.unreachable, err.message);
-    });
-    conn.once('end', () => failAll(connected ? REPLIES.hopTimeout : REPLIES.unreachable, 'next hop closed the connection'));
+    sessions.acquire().then(
+      (s) => {
+        if (done) return sessions.release(s, false); // timed out or aborted while connecting
+        session = s;
+        reused = s.reused;
+        s.onError = (err: Error & { code?: string; response?: string }) => failAll(classifyError(err), err.message);
+        s.onEnd = () => failAll(REPLIES.hopTimeout, 'next hop closed the connection');
+        send(s);
+      },
+      // Before the greeting, any failure means "unreachable"; after it, "dropped or timed out".
+      (err: Error) => failAll(err instanceof ConnectError && err.reached ? REPLIES.hopTimeout : REPLIES.unreachable, err.message),
+    );
 
-    conn.connect(() => {
-      connected = true;
+    const send = (s: HopSession) => {
       const dsn = group.ret || group.envid || group.to[0]?.notify || group.to[0]?.orcpt
         ? { ret: group.ret, envid: group.envid, notify: group.to[0]?.notify, orcpt: group.to[0]?.orcpt }
         : undefined;
@@ -113,7 +92,7 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable | 
         use8BitMime: (group.body ?? '').toUpperCase() === '8BITMIME',
         dsn,
       };
-      conn.send(envelope as never, message, (err, info) => {
+      s.conn.send(envelope as never, message, (err, info) => {
         if (err) {
           const e = err as typeof err & { rejectedErrors?: Array<{ recipient?: string; response?: string }>; response?: string };
           const replies = new Map<string, Reply>();
@@ -130,10 +109,16 @@ export function relayMessage(hop: NextHop, group: Envelope, message: Readable | 
           if (re.recipient) replies.set(re.recipient, parseReply(re.response));
         }
         for (const a of addresses) if (!replies.has(a)) replies.set(a, { ...REPLIES.internal });
-        finish(replies, info.response);
+        finish(replies, info.response, true);
       });
-    });
+    };
   });
+}
+
+/** One message over a connection of its own, closed after it (web RSVP submissions, tests). */
+export function relayOnce(hop: NextHop, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions & { connectTimeoutMs: number }): Promise<RelayResult> {
+  const sessions = new HopSessions(hop, { connectTimeoutMs: opts.connectTimeoutMs, socketTimeoutMs: opts.totalTimeoutMs, idleMs: 0, maxAgeMs: 0, maxIdle: 0 });
+  return relayMessage(sessions, group, message, size, opts);
 }
 
 function classifyError(err: { code?: string; responseCode?: number; response?: string; message?: string }): Reply {

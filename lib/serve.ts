@@ -14,7 +14,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { isLoopbackAddress, isLoopbackNetwork } from './net-allow.js';
 import { redact } from './override-config.js';
 import { handleTransaction } from './pipeline.js';
-import { parseNextHop } from './relay.js';
+import { HopSessions, parseNextHop } from './relay.js';
 import { startListener, type Listener } from './server.js';
 import { linkResolveState } from '../hooks/link-resolve.js';
 
@@ -62,7 +62,14 @@ export async function startServe(config: Config, log: LogFn): Promise<Served> {
   const state = linkResolveState(app);
   if (metrics && state?.store.kind === 'redis') state.cache.observeLookup = (ms, ok) => metrics.redisLookup(ms, ok);
 
-  const listener = await startListener(
+  const sessions = new HopSessions(hop, {
+    connectTimeoutMs: config.connect_timeout * 1000,
+    socketTimeoutMs: config.next_hop_timeout * 1000,
+    idleMs: config.next_hop_idle_time * 1000,
+    maxAgeMs: config.next_hop_reuse_time * 1000,
+    maxIdle: config.max_connections,
+  });
+  const started = await startListener(
     {
       host,
       port: Number(m[2]),
@@ -75,9 +82,17 @@ export async function startServe(config: Config, log: LogFn): Promise<Served> {
       spool: { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined },
       shutdownTimeoutMs: config.shutdown_timeout * 1000,
     },
-    (tx) => handleTransaction({ config, log, hooks: app.hooks, hop, observe: metrics?.observe }, tx),
+    (tx) => handleTransaction({ config, log, hooks: app.hooks, hop: sessions, observe: metrics?.observe }, tx),
     listenerLog,
   );
+  // after the last transaction, the cached next-hop sessions say QUIT
+  const listener: Listener = {
+    ...started,
+    close: async () => {
+      await started.close();
+      sessions.close();
+    },
+  };
   if (!metrics || !httpAddr) return { listener, app, host, http: null, metrics: null };
 
   metrics.bind({ connections: () => listener.connections(), inFlight: () => listener.inFlight() });

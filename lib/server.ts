@@ -10,7 +10,7 @@ import type { LogFn } from './log.js';
 import { buildAllowList } from './net-allow.js';
 import { REPLIES, replyText } from './replies.js';
 import { Spool, type SpoolReader } from './spool.js';
-import type { Envelope, Reply } from './types.js';
+import { Cutoff, type Envelope, type Reply } from './types.js';
 import { createScanner, type ScanResult } from './candidate-scan.js';
 
 export interface ListenerOptions {
@@ -35,7 +35,8 @@ export interface Transaction {
   /** XFORWARD attributes from the MTA (IDENT is Postfix's queue id), upper-case keys. */
   xforward: Record<string, string>;
   client: string;
-  signal: AbortSignal;
+  /** Aborted when shutdown cuts the transaction off. */
+  signal: Cutoff;
 }
 
 /** The pipeline answers with one Reply (SMTP) or one per envelope recipient, in order (LMTP). */
@@ -59,7 +60,7 @@ function asError(r: Reply): ReplyError {
 
 export async function startListener(opts: ListenerOptions, onMessage: OnMessage, log: LogFn): Promise<Listener> {
   const allowed = buildAllowList(opts.allowedClients);
-  const inflight = new Set<AbortController>();
+  const inflight = new Set<Cutoff>();
   let seq = 0;
 
   const server = new SMTPServer({
@@ -96,7 +97,7 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
       const envelope = toEnvelope(session);
       const spool = new Spool(opts.spool);
       const scanner = createScanner();
-      const ctl = new AbortController();
+      const ctl = new Cutoff();
       inflight.add(ctl);
       let failed: Error | null = null;
 
@@ -137,7 +138,7 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
                 scan: scanner.result(),
                 xforward: Object.fromEntries([...session.xForward.entries()].filter(([k]) => !k.includes(':')).map(([k, v]) => [String(k).toUpperCase(), String(v)])),
                 client: session.remoteAddress,
-                signal: ctl.signal,
+                signal: ctl,
               });
               send(replies);
             }

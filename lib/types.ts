@@ -139,3 +139,32 @@ export interface Reply {
   status?: string;
   message: string;
 }
+
+/**
+ * A transaction's cut-off switch (shutdown past its grace period). Not an AbortController: one
+ * is made per message, and an EventTarget costs several microseconds to make and to listen on.
+ */
+export class Cutoff {
+  aborted = false;
+  private listener: (() => void) | null = null;
+
+  /** Call `fn` on abort (now, if already aborted); one listener at a time; returns the unsubscribe. */
+  onAbort(fn: () => void): () => void {
+    if (this.aborted) {
+      fn();
+      return () => undefined;
+    }
+    this.listener = fn;
+    return () => {
+      if (this.listener === fn) this.listener = null;
+    };
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const fn = this.listener;
+    this.listener = null;
+    fn?.();
+  }
+}

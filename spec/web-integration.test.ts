@@ -12,7 +12,7 @@ import { startSink, type Sink } from './helpers/sink.js';
 import { startInProcFilter, type InProcFilter } from './helpers/filter-inproc.js';
 import { corpusFile, CORPUS_SKIP_MESSAGE } from './helpers/corpus.js';
 import { ics, inviteMail, TEST_KEYS } from './helpers/web-fixtures.js';
-import { relayMessage } from '../lib/relay.js';
+import { relayOnce } from '../lib/relay.js';
 import { loadConfig } from '../lib/config.js';
 import { webSettings } from '../lib/snapshot-config.js';
 import { openSnapshotStore, type SnapshotStore } from '../lib/snapshot-store.js';
@@ -62,7 +62,7 @@ after(async () => {
 /** Sends one mail through the filter; returns the footer link the recipient got (or null). */
 async function send(raw: Buffer, to = 'ann@example.net'): Promise<string | null> {
   const n = nextHop.messages.length;
-  const r = await relayMessage({ host: '127.0.0.1', port: filter.port, lmtp: false }, { from: 'olga@example.org', to: [{ address: to }] }, raw, raw.length, { connectTimeoutMs: 5000, totalTimeoutMs: 20_000 });
+  const r = await relayOnce({ host: '127.0.0.1', port: filter.port, lmtp: false }, { from: 'olga@example.org', to: [{ address: to }] }, raw, raw.length, { connectTimeoutMs: 5000, totalTimeoutMs: 20_000 });
   assert.equal(r.recipients.get(to)?.code, 250, r.response);
   const [m] = (await nextHop.waitFor(n + 1)).slice(n);
   const parsed = await simpleParser(m!.raw);

@@ -6,7 +6,7 @@
 
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { randomUUID } from 'node:crypto';
-import { parseNextHop, relayMessage } from '../relay.js';
+import { parseNextHop, relayOnce } from '../relay.js';
 
 export const RSVP_HEADER = 'X-Calendar-Link-Filter';
 
@@ -67,7 +67,7 @@ export async function composeSignIn(o: { to: string; from: string; link: string;
 export async function submit(smtpUrl: string, from: string, to: string, raw: Buffer, timeoutMs = 10_000): Promise<{ ok: boolean; response: string }> {
   try {
     const hop = parseNextHop(smtpUrl);
-    const r = await relayMessage(hop, { from, to: [{ address: to }] }, raw, raw.length, { connectTimeoutMs: Math.min(5000, timeoutMs), totalTimeoutMs: timeoutMs });
+    const r = await relayOnce(hop, { from, to: [{ address: to }] }, raw, raw.length, { connectTimeoutMs: Math.min(5000, timeoutMs), totalTimeoutMs: timeoutMs });
     const reply = r.recipients.get(to);
     return { ok: !!reply && reply.code >= 200 && reply.code < 300, response: r.response };
   } catch (err) {

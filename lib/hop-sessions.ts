@@ -1,0 +1,192 @@
+// Next-hop sessions kept open between messages, as Postfix's own SMTP client caches them: on
+// loopback, connecting, the greeting and EHLO cost more than relaying a 12 KB message.
+// In: the next hop and its limits. Out: acquire() → a session ready for MAIL FROM; release() puts a
+// session that ended its transaction cleanly back for the next message, or closes it.
+// Fails: acquire() rejects when no new connection can be made (`reached` tells whether the next
+// hop greeted first). A cached session is never trusted blindly: like Postfix (smtp_rset_timeout,
+// "verify that a cached session is still usable"), it must answer RSET before it is handed out;
+// one that does not is closed and the next cached or a new one is tried, before any MAIL FROM.
+
+import { hostname } from 'node:os';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+/** The EHLO name; looked up once, not per message. */
+const EHLO_NAME = hostname();
+
+export interface NextHop {
+  host: string;
+  port: number;
+  lmtp: boolean;
+}
+
+export interface SessionOptions {
+  connectTimeoutMs: number;
+  /** Socket inactivity bound while a session is in use. */
+  socketTimeoutMs: number;
+  /** How long an unused session waits for the next message; 0: one connection per message. */
+  idleMs: number;
+  /** A session older than this is not reused (Postfix: smtp_connection_reuse_time_limit). */
+  maxAgeMs: number;
+  /** Most unused sessions kept. */
+  maxIdle: number;
+  name?: string;
+}
+
+export interface HopSession {
+  conn: SMTPConnection;
+  /** True when this session carried a message before. */
+  reused: boolean;
+  /** The current user's handlers for the connection's 'error' and 'end'. */
+  onError: ((err: Error) => void) | null;
+  onEnd: (() => void) | null;
+  born: number;
+  idleTimer: NodeJS.Timeout | null;
+}
+
+export class ConnectError extends Error {
+  constructor(message: string, readonly reached: boolean) {
+    super(message);
+  }
+}
+
+export class HopSessions {
+  private idle: HopSession[] = [];
+  private closed = false;
+
+  constructor(readonly hop: NextHop, private readonly opts: SessionOptions) {}
+
+  /** A session ready for a transaction: a verified cached one, else a new connection. */
+  async acquire(): Promise<HopSession> {
+    for (let s = this.idle.pop(); s; s = this.idle.pop()) {
+      clearTimeout(s.idleTimer!);
+      s.idleTimer = null;
+      if (Date.now() - s.born > this.opts.maxAgeMs) {
+        this.quit(s);
+        continue;
+      }
+      if (await this.probe(s)) return s;
+    }
+    return this.connect();
+  }
+
+  /** After a transaction: `clean` (the next hop answered the final dot) keeps the session for reuse. */
+  release(s: HopSession, clean: boolean): void {
+    s.onError = null;
+    s.onEnd = null;
+    s.reused = true;
+    const keep = clean && !this.closed && this.opts.idleMs > 0 && this.idle.length < this.opts.maxIdle && Date.now() - s.born < this.opts.maxAgeMs;
+    if (!keep) return clean ? this.quit(s) : s.conn.close();
+    s.idleTimer = setTimeout(() => {
+      this.forget(s);
+      this.quit(s);
+    }, this.opts.idleMs).unref();
+    this.idle.push(s);
+  }
+
+  /** QUIT every unused session; sessions in use are closed when released. */
+  close(): void {
+    this.closed = true;
+    for (const s of this.idle.splice(0)) {
+      clearTimeout(s.idleTimer!);
+      this.quit(s);
+    }
+  }
+
+  idleCount(): number {
+    return this.idle.length;
+  }
+
+  private connect(): Promise<HopSession> {
+    return new Promise((resolve, reject) => {
+      const conn = new SMTPConnection({
+        host: this.hop.host,
+        port: this.hop.port,
+        lmtp: this.hop.lmtp,
+        name: this.opts.name ?? EHLO_NAME,
+        ignoreTLS: true,
+        connectionTimeout: this.opts.connectTimeoutMs,
+        greetingTimeout: this.opts.connectTimeoutMs,
+        socketTimeout: this.opts.socketTimeoutMs,
+        socketCloseTimeout: 0,
+        allowInternalNetworkInterfaces: true,
+        logger: false,
+      });
+      const s: HopSession = { conn, reused: false, onError: null, onEnd: null, born: Date.now(), idleTimer: null };
+      let greeted = false;
+      let settled = false;
+      const fail = (why: string) => {
+        if (settled) return;
+        settled = true;
+        conn.close();
+        reject(new ConnectError(why, greeted));
+      };
+      // One listener each for the session's life: it goes to the current user, or, while the
+      // session is unused, drops it from the cache (the next hop closed an idle session).
+      conn.on('error', (err: Error) => {
+        if (!settled) return fail(err.message);
+        if (s.onError) s.onError(err);
+        else this.drop(s);
+      });
+      conn.on('end', () => {
+        if (!settled) return fail('next hop closed the connection');
+        if (s.onEnd) s.onEnd();
+        else this.drop(s);
+      });
+      conn.connect((err?: Error) => {
+        greeted = !err;
+        if (err) return fail(err.message);
+        settled = true;
+        resolve(s);
+      });
+    });
+  }
+
+  /** RSET on a cached session; false (and the session closed) when it does not answer 2xx in time. */
+  private probe(s: HopSession): Promise<boolean> {
+    return new Promise((resolve) => {
+      let done = false;
+      const end = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        s.onError = null;
+        s.onEnd = null;
+        if (!ok) s.conn.close();
+        resolve(ok);
+      };
+      const timer = setTimeout(() => end(false), this.opts.connectTimeoutMs);
+      s.onError = () => end(false);
+      s.onEnd = () => end(false);
+      try {
+        s.conn.reset((err) => end(!err));
+      } catch {
+        end(false);
+      }
+    });
+  }
+
+  private forget(s: HopSession): void {
+    const i = this.idle.indexOf(s);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  private drop(s: HopSession): void {
+    this.forget(s);
+    clearTimeout(s.idleTimer!);
+    s.conn.close();
+  }
+
+  /** QUIT is a courtesy; a next hop that does not answer it is cut off soon after. */
+  private quit(s: HopSession): void {
+    s.onError = () => undefined;
+    s.onEnd = () => undefined;
+    try {
+      s.conn.quit();
+    } catch {
+      s.conn.close();
+      return;
+    }
+    const cutOff = setTimeout(() => s.conn.close(), 5000).unref();
+    s.conn.once('end', () => clearTimeout(cutOff));
+  }
+}

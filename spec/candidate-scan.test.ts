@@ -1,0 +1,113 @@
+// The cheap scan (lib/candidate-scan.ts): a "no" must never hide a message that would get a footer.
+// Single-part messages are judged by their header alone, multipart ones by every byte; the answer
+// must not depend on how the bytes were cut into chunks. Checked on our fixtures and, when present,
+// on every email of the shared corpus against the full plan with the scan forced to "yes".
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { createApp } from '../lib/app.js';
+import { createScanner, scanBuffer } from '../lib/candidate-scan.js';
+import { loadConfig } from '../lib/config.js';
+import { planDelivery } from '../lib/plan.js';
+import { Spool } from '../lib/spool.js';
+import { CORPUS_DIR, CORPUS_SKIP_MESSAGE, corpusFile, expectedRows } from './helpers/corpus.js';
+import { fixtureNames, readFixture } from './helpers/mail-fixtures.js';
+
+const scanChunked = (buf: Buffer, size: number): boolean => {
+  const s = createScanner();
+  for (let i = 0; i < buf.length; i += size) s.push(buf.subarray(i, i + size));
+  return s.result().candidate;
+};
+
+const mail = (head: string, body: string, eol = '\r\n') => Buffer.from(`${head.split('\n').join(eol)}${eol}${eol}${body.split('\n').join(eol)}`);
+
+describe('cheap scan', () => {
+  test('a single-part message is judged by its header: "text/calendar" in the body alone is not a candidate', () => {
+    const prose = mail('From: a@example.org\nSubject: notes\nContent-Type: text/plain', 'We should send a text/calendar invite with an .ics file.\n');
+    assert.equal(scanBuffer(prose).candidate, false);
+    const lone = mail('From: a@example.org\nContent-Type: text/calendar; method=REQUEST', 'BEGIN:VCALENDAR\n');
+    assert.equal(scanBuffer(lone).candidate, true);
+    const tnef = mail('From: a@example.org\nContent-Type: application/ms-tnef; name="winmail.dat"', 'eJ8+IgAAAA==\n');
+    assert.equal(scanBuffer(tnef).candidate, true);
+    const form = mail('From: a@example.org\nContent-Class: urn:content-class:custom.Expense', 'see form\n');
+    assert.equal(scanBuffer(form).candidate, true);
+  });
+
+  test('a multipart message is scanned to its end, and so is one whose type is folded onto the next line', () => {
+    const body = '--b\nContent-Type: text/plain\n\nhello\n' + 'filler line\n'.repeat(2000) + '--b\nContent-Type: text/calendar; method=CANCEL\n\nBEGIN:VCALENDAR\n--b--\n';
+    assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', body)).candidate, true);
+    assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type:\n multipart/mixed;\n boundary="b"', body)).candidate, true);
+    assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', body.replace('text/calendar; method=CANCEL', 'text/plain'))).candidate, false);
+  });
+
+  test('bare LF line ends, a header that never ends, and a message with no header at all', () => {
+    const lf = mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', '--b\nContent-Type: text/calendar\n\nX\n--b--\n', '\n');
+    assert.equal(scanBuffer(lf).candidate, true);
+    assert.equal(scanBuffer(Buffer.from('From: a@example.org\r\nContent-Type: text/calendar')).candidate, true, 'truncated inside the header');
+    assert.equal(scanBuffer(Buffer.from('From: a@example.org\r\nSubject: x')).candidate, false);
+    assert.equal(scanBuffer(Buffer.from('\r\nno header, then text/calendar in the body\r\n')).candidate, false, 'no header: a text/plain leaf');
+  });
+
+  test('a header longer than the cap is still scanned, as body text is', () => {
+    const long = 'X-Filler: ' + 'y'.repeat(300 * 1024) + '\r\nContent-Type: application/ics\r\n\r\nbody\r\n';
+    assert.equal(scanBuffer(Buffer.from(long)).candidate, true);
+    assert.equal(scanChunked(Buffer.from(long), 64 * 1024), true);
+  });
+
+  test('every chunk size from 1 byte up gives the whole-buffer answer, for every fixture', () => {
+    for (const name of fixtureNames()) {
+      const raw = readFixture(name);
+      const whole = scanBuffer(raw).candidate;
+      for (const size of [1, 2, 3, 5, 7, 13, 64, 1000, 4096]) assert.equal(scanChunked(raw, size), whole, `${name}, chunks of ${size}`);
+    }
+  });
+
+  test('the blank line that ends the header split across chunks in every way', () => {
+    const raw = mail('From: a@example.org\nContent-Type: text/plain', 'text/calendar in prose only\n');
+    const at = raw.indexOf('\r\n\r\n');
+    for (let cut = at - 2; cut <= at + 5; cut++) {
+      const s = createScanner();
+      s.push(raw.subarray(0, cut));
+      s.push(raw.subarray(cut));
+      assert.equal(s.result().candidate, false, `cut at ${cut}`);
+    }
+  });
+});
+
+describe('a "no" from the scan never hides a footer', async () => {
+  const config = loadConfig({ flags: { web_server: 'cal.example.org', log_level: 'error' } });
+  const app = await createApp(config, () => undefined);
+  const forcedPlan = async (raw: Buffer) => {
+    const spool = new Spool({ memoryLimit: 64 * 1024 * 1024 });
+    await spool.write(raw);
+    const reader = await spool.finish();
+    const plan = await planDelivery({ config, log: () => undefined, hooks: app.hooks }, { from: 'a@example.org', to: [{ address: 'b@example.org' }] }, reader, { candidate: true, bytes: raw.length }, 't');
+    for (const g of plan.groups) await g.body?.dispose();
+    return plan.groups.some((g) => g.body !== null);
+  };
+
+  test('fixtures: every message the scan lets pass unparsed gets no footer from the full plan either', async () => {
+    const samples: Array<[string, Buffer]> = fixtureNames().map((n) => [n, readFixture(n)]);
+    samples.push(['prose', mail('From: a@example.org\nContent-Type: text/plain', 'BEGIN:VCALENDAR\nMETHOD:REQUEST\nEND:VCALENDAR\n')]);
+    samples.push(['no header', Buffer.from('\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\n')]);
+    let passed = 0;
+    for (const [name, raw] of samples) {
+      if (scanBuffer(raw).candidate) continue;
+      passed++;
+      assert.equal(await forcedPlan(raw), false, `${name}: the scan said no, the plan would add a footer`);
+    }
+    assert.ok(passed >= 3, `some samples take the fast path (${passed})`);
+  });
+
+  test('corpus: the same over every email', { skip: CORPUS_DIR === null ? CORPUS_SKIP_MESSAGE : false }, async () => {
+    let passed = 0;
+    for (const row of expectedRows()) {
+      const raw = corpusFile(row.path);
+      if (!raw || scanBuffer(raw).candidate) continue;
+      passed++;
+      assert.equal(row.expected, 'U', `${row.path}: expected a footer, the scan said no`);
+      assert.equal(await forcedPlan(raw), false, `${row.path}: the scan said no, the plan would add a footer`);
+    }
+    assert.ok(passed >= 5, `the fast path is taken by some corpus emails (${passed})`);
+  });
+});
