@@ -39,6 +39,29 @@ describe('next-hop sessions', () => {
     });
   });
 
+  test('200 messages from 20 clients at once: each reaches the next hop once, with its own envelope and bytes', async () => {
+    const sink = await startSink();
+    const filter = await startInProcFilter({ next_hop: `smtp://127.0.0.1:${sink.port}`, next_hop_idle_time: 60 });
+    cleanup.push(async () => { await filter.close(); await sink.close(); });
+    const body = (n: number) => Buffer.from(`From: a@example.org\r\nSubject: ${n}\r\n\r\n${`line of message ${n}\r\n`.repeat(50 + (n % 7) * 100)}`);
+    let next = 0;
+    const client = async () => {
+      for (let n = next++; n < 200; n = next++) {
+        const r = await transact(filter.port, { from: `s${n}@example.org`, to: [`r${n}@example.org`], data: body(n) });
+        assert.match(r.final[0]!, /^250 /, `message ${n}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 20 }, client));
+    assert.equal(sink.messages.length, 200);
+    for (const m of sink.messages) {
+      const n = Number(/^s(\d+)@/.exec(m.envelope.from)![1]);
+      assert.deepEqual(m.envelope.to.map((r) => r.address), [`r${n}@example.org`]);
+      assert.equal(m.raw.toString(), body(n).toString(), `message ${n} intact`);
+    }
+    assert.equal(filter.logs.filter((l) => l.event === 'message.relayed').length, 200);
+    assert.ok(sink.connectionCount() <= 40, `next-hop connections were reused (${sink.connectionCount()} for 200 messages)`);
+  });
+
   test('next_hop_idle_time 0: a connection per message, each ended with QUIT', async () => {
     await withHop({ next_hop_idle_time: 0 }, async (hop, filter) => {
       for (const n of [1, 2]) assert.match((await send(filter, n)).final[0]!, /^250 /);

@@ -51,6 +51,8 @@ export interface Sink {
   /** Recorded when DATA ends, just before the sink's reply goes out. */
   messages: SinkMessage[];
   setBehaviour(fn: Behaviour): void;
+  /** TCP connections accepted so far. */
+  connectionCount(): number;
   /** Resolves with `messages` once it holds at least `n`; rejects after `timeoutMs`. */
   waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   close(): Promise<void>;
@@ -72,6 +74,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const sockets = new Map<number, Socket>(); // by client port: the session knows it, smtp-server hides the socket
   const state = new WeakMap<SMTPServerSession, SessionState>();
   let transactions = 0;
+  let accepted = 0;
   const hide = new Set(opts.hide ?? []);
 
   const record = (m: SinkMessage) => { messages.push(m); for (const w of waiters) w(); };
@@ -141,6 +144,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   // The raw sockets, to drop a connection on purpose and to end the ones close() would wait for.
   server.server.on('connection', (socket: Socket) => {
     const port = socket.remotePort ?? 0;
+    accepted++;
     sockets.set(port, socket);
     socket.once('close', () => { if (sockets.get(port) === socket) sockets.delete(port); });
   });
@@ -158,6 +162,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     port,
     messages,
     setBehaviour(fn) { behaviour = fn; },
+    connectionCount: () => accepted,
     waitFor(n, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
