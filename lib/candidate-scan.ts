@@ -1,14 +1,12 @@
 // The cheap scan: decides, while the bytes arrive, whether a message could be calendar-related.
 // In: the raw message in chunks of any size. Out: `candidate` — false means the message is
-// relayed untouched without any MIME parsing (the fast path for most mail). A single-part
-// message is judged by its header alone; a multipart one by every byte.
+// relayed untouched without any MIME parsing (the fast path for most mail). Only header blocks
+// are matched: the message's own and those of its MIME parts; body text is skipped.
 // Fails: never; a false positive only costs one structure pass, and the words it looks for
 // (MIME types, TNEF names, Content-Class) are never encoded in a MIME header.
 
-/** Anything a calendar classifier could act on. Matched case-insensitively across chunk edges. */
+/** Anything a calendar classifier could act on, in a header block. Matched case-insensitively. */
 const SIGNALS = /text\/calendar|application\/ics|\.ics\b|ms-tnef|winmail\.dat|content-class/i;
-/** Longest signal; the tail kept from one chunk to the next so a split word is still seen. */
-const TAIL = 24;
 
 export interface ScanResult {
   candidate: boolean;
@@ -21,60 +19,75 @@ export interface Scanner {
 }
 
 /**
- * A message whose top header declares no multipart (or message/*) type is one leaf part: the
- * classifiers only look at its header then (type, file name, Content-Class), so its body is not
- * scanned at all. The milter's early verdict rests on the same fact (lib/milter-edits.ts).
+ * Every classifier decides from header fields: the message's own (Content-Type, Content-Class) and
+ * those of its MIME parts (type, file name). A part's header follows its boundary line, which starts
+ * with "--"; so only the top header and the block after each line starting with "--" are matched,
+ * and body text is skipped with a native search for the next such line. A message whose top header
+ * declares no multipart (or message/*) type is one leaf part: its body is not looked at at all (the
+ * milter's early verdict rests on the same fact, lib/milter-edits.ts).
  */
 const NESTED = /multipart|message\//i;
-/** The top header's end: its first empty line (CRLF or bare LF), or an empty line at the very start. */
-const HEADER_END = /(?:^|\n)\r?\n/g;
-/** A top header longer than this is scanned as body text is: chunk by chunk, nothing kept. */
-const HEADER_CAP = 256 * 1024;
+/** The end of a header block: its first empty line (CRLF or bare LF), or one at the very start. */
+const BLOCK_END = /(?:^|\n)\r?\n/g;
+/** A header block longer than this is judged as it stands and the rest read as body text. */
+const BLOCK_CAP = 256 * 1024;
 
 export function createScanner(): Scanner {
   let candidate = false;
   let bytes = 0;
-  let tail = '';
-  /** The top header as far as it arrived; null once its end (or the cap) was passed. */
-  let head: string | null = '';
-  let leaf = false;
+  /** 'head': in the top header; 'body': between header blocks; 'part': in a block after a "--" line; 'leaf': done. */
+  let state: 'head' | 'body' | 'part' | 'leaf' = 'head';
+  /** Text not yet judged: the header block so far, or in 'body' the last two characters ("\n-"). */
+  let pending = '';
+  /** Where in `pending` the search for the block's end resumes. */
+  let searched = 0;
 
-  const scanText = (text: string) => {
-    // a signal inside this text, or one that starts in the tail of the last (the leftmost match of the
-    // joint starts in the tail if any does; the text is not copied onto the tail to find it)
-    const joint = tail ? SIGNALS.exec(tail + text.slice(0, TAIL)) : null;
-    if ((joint && joint.index < tail.length) || SIGNALS.test(text)) candidate = true;
-    tail = text.length >= TAIL ? text.slice(-TAIL) : (tail + text).slice(-TAIL);
+  /** Matches one header block; true once the message is a candidate (nothing more to read). */
+  const judge = (block: string): boolean => {
+    if (SIGNALS.test(block)) candidate = true;
+    return candidate;
   };
 
   return {
     push(chunk) {
       bytes += chunk.length;
-      if (candidate || leaf) return;
-      const text = chunk.toString('latin1');
-      if (head === null) return scanText(text);
-      const from = Math.max(0, head.length - 2); // the empty line may start in the last chunk
-      head += text;
-      HEADER_END.lastIndex = from;
-      const end = HEADER_END.exec(head);
-      if (!end) {
-        if (head.length > HEADER_CAP) {
-          const all = head;
-          head = null;
-          scanText(all);
+      if (candidate || state === 'leaf') return;
+      pending += chunk.toString('latin1');
+      for (;;) {
+        if (state === 'body') {
+          const i = pending.indexOf('\n--');
+          if (i < 0) {
+            pending = pending.slice(-2);
+            return;
+          }
+          pending = pending.slice(i + 1);
+          searched = 0;
+          state = 'part';
         }
-        return;
+        BLOCK_END.lastIndex = Math.max(0, searched - 2); // the empty line may have begun in the last chunk
+        const end = BLOCK_END.exec(pending);
+        if (!end) {
+          searched = pending.length;
+          if (pending.length <= BLOCK_CAP) return;
+          if (judge(pending)) return;
+          pending = pending.slice(-2);
+          state = 'body';
+          continue;
+        }
+        const block = pending.slice(0, end.index);
+        if (judge(block)) return;
+        if (state === 'head' && !NESTED.test(block)) {
+          state = 'leaf';
+          pending = '';
+          return;
+        }
+        pending = pending.slice(end.index + 1);
+        state = 'body';
       }
-      const header = head.slice(0, end.index);
-      const body = head.slice(end.index);
-      head = null;
-      if (SIGNALS.test(header)) candidate = true;
-      else if (!NESTED.test(header)) leaf = true;
-      else scanText(body);
     },
     result() {
-      // the message ended inside its header: what arrived is all there is to judge
-      if (head !== null && !candidate && SIGNALS.test(head)) candidate = true;
+      // the message ended inside a header block: what arrived is all there is to judge
+      if (!candidate && (state === 'head' || state === 'part')) judge(pending);
       return { candidate, bytes };
     },
   };

@@ -33,11 +33,24 @@ describe('cheap scan', () => {
     assert.equal(scanBuffer(form).candidate, true);
   });
 
-  test('a multipart message is scanned to its end, and so is one whose type is folded onto the next line', () => {
+  test('a multipart message: every part header is read to the end, body text is not; a folded type still counts', () => {
     const body = '--b\nContent-Type: text/plain\n\nhello\n' + 'filler line\n'.repeat(2000) + '--b\nContent-Type: text/calendar; method=CANCEL\n\nBEGIN:VCALENDAR\n--b--\n';
     assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', body)).candidate, true);
     assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type:\n multipart/mixed;\n boundary="b"', body)).candidate, true);
     assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', body.replace('text/calendar; method=CANCEL', 'text/plain'))).candidate, false);
+    const prose = '--b\nContent-Type: text/plain\n\nPlease send a text/calendar invite, invite.ics, or winmail.dat.\n-- \nAda\n--b--\n';
+    assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', prose)).candidate, false, 'words in body text are not part headers');
+    const nested = '--o\nContent-Type: multipart/alternative; boundary="i"\n\n--i\nContent-Type: text/plain\n\nhi\n--i\nContent-Type: application/octet-stream;\n name="invite.ics"\n\nQkVHSU4=\n--i--\n--o--\n';
+    assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="o"', nested)).candidate, true, 'an inner part header');
+  });
+
+  test('a calendar part after a 5 MB attachment is found, in 64 KB chunks as in 1 MB ones', () => {
+    const b64 = Buffer.alloc(3_900_000, 0xa5).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const raw = mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', `--b\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n${b64}\n--b\nContent-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR\n--b--\n`);
+    assert.ok(raw.length > 5_000_000);
+    assert.equal(scanChunked(raw, 64 * 1024), true);
+    assert.equal(scanChunked(raw, 1024 * 1024), true);
+    assert.equal(scanChunked(Buffer.from(raw.toString('latin1').replace('text/calendar; method=REQUEST', 'text/plain'), 'latin1'), 64 * 1024), false);
   });
 
   test('bare LF line ends, a header that never ends, and a message with no header at all', () => {
