@@ -3,12 +3,22 @@
 // In: the next hop and its limits. Out: acquire() → a session ready for MAIL FROM; release() puts a
 // session that ended its transaction cleanly back for the next message, or closes it.
 // Fails: acquire() rejects when no new connection can be made (`reached` tells whether the next
-// hop greeted first). A cached session is never trusted blindly: like Postfix (smtp_rset_timeout,
-// "verify that a cached session is still usable"), it must answer RSET before it is handed out;
-// one that does not is closed and the next cached or a new one is tried, before any MAIL FROM.
+// hop greeted first). A cached session idle for a while must answer RSET before it is handed out,
+// as Postfix checks its cached sessions (smtp_rset_timeout); one that does not is closed and the
+// next cached or a new one is tried, before any MAIL FROM. One reused within PROBE_AFTER_MS goes
+// out unchecked (`unverified`): the relay sends its message once more over a new connection if
+// that session fails before a byte of the message went out (lib/relay.ts).
 
 import { hostname } from 'node:os';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+/**
+ * A session given back less than this long ago is reused without the RSET round trip: a next hop
+ * that closed it meanwhile is seen at once ('end'), and one that fails it at MAIL FROM costs a retry,
+ * never a message. Idle longer, it is checked first (a silent peer would otherwise hold the message
+ * until next_hop_timeout).
+ */
+const PROBE_AFTER_MS = 1000;
 
 /** The EHLO name; looked up once, not per message. */
 const EHLO_NAME = hostname();
@@ -36,6 +46,10 @@ export interface HopSession {
   conn: SMTPConnection;
   /** True when this session carried a message before. */
   reused: boolean;
+  /** Handed out from the cache without an RSET check (see PROBE_AFTER_MS). */
+  unverified: boolean;
+  /** When it was last given back. */
+  idleSince: number;
   /** The current user's handlers for the connection's 'error' and 'end'. */
   onError: ((err: Error) => void) | null;
   onEnd: (() => void) | null;
@@ -55,16 +69,18 @@ export class HopSessions {
 
   constructor(readonly hop: NextHop, private readonly opts: SessionOptions) {}
 
-  /** A session ready for a transaction: a verified cached one, else a new connection. */
-  async acquire(): Promise<HopSession> {
-    for (let s = this.idle.pop(); s; s = this.idle.pop()) {
+  /** A session ready for a transaction: a cached one (checked if idle for long), else a new connection; `fresh`: always new. */
+  async acquire(fresh = false): Promise<HopSession> {
+    for (let s = fresh ? undefined : this.idle.pop(); s; s = this.idle.pop()) {
       clearTimeout(s.idleTimer!);
       s.idleTimer = null;
-      if (Date.now() - s.born > this.opts.maxAgeMs) {
+      const now = Date.now();
+      if (now - s.born > this.opts.maxAgeMs) {
         this.quit(s);
         continue;
       }
-      if (await this.probe(s)) return s;
+      s.unverified = now - s.idleSince < PROBE_AFTER_MS;
+      if (s.unverified || (await this.probe(s))) return s;
     }
     return this.connect();
   }
@@ -74,6 +90,7 @@ export class HopSessions {
     s.onError = null;
     s.onEnd = null;
     s.reused = true;
+    s.idleSince = Date.now();
     const keep = clean && !this.closed && this.opts.idleMs > 0 && this.idle.length < this.opts.maxIdle && Date.now() - s.born < this.opts.maxAgeMs;
     if (!keep) return clean ? this.quit(s) : s.conn.close();
     s.idleTimer = setTimeout(() => {
@@ -111,7 +128,7 @@ export class HopSessions {
         allowInternalNetworkInterfaces: true,
         logger: false,
       });
-      const s: HopSession = { conn, reused: false, onError: null, onEnd: null, born: Date.now(), idleTimer: null };
+      const s: HopSession = { conn, reused: false, unverified: false, idleSince: 0, onError: null, onEnd: null, born: Date.now(), idleTimer: null };
       let greeted = false;
       let settled = false;
       const fail = (why: string) => {

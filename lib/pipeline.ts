@@ -42,8 +42,9 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
       }
       for (const part of splitByDsn(group.recipients)) {
         const body = group.body ?? tx.spool;
-        // a small message goes as one Buffer: one write, no stream plumbing per chunk
-        const bytes = body.inMemory ? body.buffer() : body.stream();
+        // a small message goes as one Buffer: one write, no stream plumbing per chunk; a large one
+        // streams from its file (opened again if the relay has to try a second connection)
+        const bytes = body.inMemory ? body.buffer() : () => body.stream();
         const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, bytes, body.size, {
           totalTimeoutMs: config.next_hop_timeout * 1000,
           signal: tx.signal,

@@ -4,8 +4,10 @@
 // Fails: never throws. Unreachable → 451 4.4.1; timeout, dropped connection, protocol trouble
 // → 451 4.4.2; anything unexpected → 451 4.3.0. A session that failed in any way is closed, not
 // reused; only a transaction that ended with the next hop's reply to the final dot gives it back.
+// The one retry: a cached session handed out without its RSET check that fails before a byte of
+// the message was read goes once more over a new connection (nothing can have been delivered).
 
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ConnectError, HopSessions, type HopSession, type NextHop } from './hop-sessions.js';
 import { parseReply, REPLIES } from './replies.js';
 import type { Cutoff, Envelope, Reply } from './types.js';
@@ -43,13 +45,17 @@ export interface RelayResult {
  * next hop announces them. nodemailer cannot send XFORWARD or per-recipient DSN parameters,
  * which is why the pipeline groups recipients by their DSN parameters first.
  */
-export function relayMessage(sessions: HopSessions, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions): Promise<RelayResult> {
+export function relayMessage(sessions: HopSessions, group: Envelope, message: Buffer | (() => Readable), size: number, opts: RelayOptions): Promise<RelayResult> {
   const started = Date.now();
   const addresses = group.to.map((r) => r.address);
   return new Promise((resolve) => {
     let done = false;
     let session: HopSession | null = null;
+    /** The message source of the current attempt, when it tells whether it was read (else null). */
+    let stream: Readable | BufferSource | null = null;
     let reused = false;
+    /** Bumped per attempt: events of an abandoned attempt's session are ignored. */
+    let attempt = 0;
     let unsubscribe = () => undefined as void;
 
     const finish = (replies: Map<string, Reply>, response: string, clean = false) => {
@@ -57,31 +63,56 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Re
       done = true;
       clearTimeout(timer);
       unsubscribe();
-      if (!Buffer.isBuffer(message)) message.destroy();
+      stream?.destroy();
       if (session) sessions.release(session, clean);
       resolve({ recipients: replies, response, ms: Date.now() - started, reused });
     };
     const failAll = (r: Reply, why: string) => finish(new Map(addresses.map((a) => [a, { ...r }])), why);
+
+    /**
+     * A session reused without the RSET check that failed at the connection level (closed, reset,
+     * 421) before a byte of the message was read: the next hop cannot have the message, so it goes
+     * once more over a new connection. Anything else is the answer.
+     */
+    const retryable = (transient: boolean) => transient && attempt === 1 && session?.unverified === true && stream !== null && !stream.readableDidRead;
+    const retry = () => {
+      sessions.release(session!, false);
+      session = null;
+      stream?.destroy();
+      stream = null;
+      begin(true);
+    };
 
     const timer = setTimeout(() => failAll(REPLIES.hopTimeout, 'next hop timeout'), opts.totalTimeoutMs);
     const onAbort = () => failAll(REPLIES.aborted, 'aborted by shutdown');
     if (opts.signal) unsubscribe = opts.signal.onAbort(onAbort);
     if (done) return; // already cut off
 
-    sessions.acquire().then(
-      (s) => {
-        if (done) return sessions.release(s, false); // timed out or aborted while connecting
-        session = s;
-        reused = s.reused;
-        s.onError = (err: Error & { code?: string; response?: string }) => failAll(classifyError(err), err.message);
-        s.onEnd = () => failAll(REPLIES.hopTimeout, 'next hop closed the connection');
-        send(s);
-      },
-      // Before the greeting, any failure means "unreachable"; after it, "dropped or timed out".
-      (err: Error) => failAll(err instanceof ConnectError && err.reached ? REPLIES.hopTimeout : REPLIES.unreachable, err.message),
-    );
+    const begin = (fresh: boolean) => {
+      const mine = ++attempt;
+      sessions.acquire(fresh).then(
+        (s) => {
+          if (done) return sessions.release(s, false); // timed out or aborted while connecting
+          session = s;
+          reused = s.reused;
+          s.onError = (err: Error & { code?: string; responseCode?: number }) => {
+            if (mine !== attempt || done) return;
+            if (retryable(isTransient(err))) return retry();
+            failAll(classifyError(err), err.message);
+          };
+          s.onEnd = () => {
+            if (mine !== attempt || done) return;
+            if (retryable(true)) return retry();
+            failAll(REPLIES.hopTimeout, 'next hop closed the connection');
+          };
+          send(s, mine);
+        },
+        // Before the greeting, any failure means "unreachable"; after it, "dropped or timed out".
+        (err: Error) => failAll(err instanceof ConnectError && err.reached ? REPLIES.hopTimeout : REPLIES.unreachable, err.message),
+      );
+    };
 
-    const send = (s: HopSession) => {
+    const send = (s: HopSession, mine: number) => {
       const dsn = group.ret || group.envid || group.to[0]?.notify || group.to[0]?.orcpt
         ? { ret: group.ret, envid: group.envid, notify: group.to[0]?.notify, orcpt: group.to[0]?.orcpt }
         : undefined;
@@ -92,9 +123,15 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Re
         use8BitMime: (group.body ?? '').toUpperCase() === '8BITMIME',
         dsn,
       };
-      s.conn.send(envelope as never, message, (err, info) => {
+      // a Buffer goes as it is, unless a retry may need to know whether any of it was read
+      let payload: Readable | BufferSource | Buffer;
+      if (!Buffer.isBuffer(message)) payload = stream = message();
+      else payload = s.unverified ? (stream = new BufferSource(message)) : message;
+      s.conn.send(envelope as never, payload as Readable | Buffer, (err, info) => {
+        if (mine !== attempt || done) return;
         if (err) {
-          const e = err as typeof err & { rejectedErrors?: Array<{ recipient?: string; response?: string }>; response?: string };
+          const e = err as typeof err & { rejectedErrors?: Array<{ recipient?: string; response?: string }>; response?: string; responseCode?: number };
+          if (retryable(isTransient(e))) return retry();
           const replies = new Map<string, Reply>();
           const base = e.response ? parseReply(e.response) : classifyError(e);
           for (const a of addresses) replies.set(a, base);
@@ -112,11 +149,42 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Re
         finish(replies, info.response, true);
       });
     };
+
+    begin(false);
   });
 }
 
+/**
+ * A Buffer handed to nodemailer as a one-shot stream, so the relay can tell whether the data phase
+ * began: nodemailer pipes a stream message only once DATA was answered 354. A Readable would tell
+ * too, but its plumbing costs more per message than the rest of a reused transaction. It offers
+ * what nodemailer's SMTPConnection calls on a stream message: on/removeListener('error'), pipe,
+ * destroy (the relay tests run every path through it).
+ */
+class BufferSource {
+  readableDidRead = false;
+  constructor(private readonly buf: Buffer) {}
+  pipe<T extends NodeJS.WritableStream>(dest: T): T {
+    this.readableDidRead = true;
+    dest.end(this.buf);
+    return dest;
+  }
+  on(): this {
+    return this;
+  }
+  removeListener(): this {
+    return this;
+  }
+  destroy(): void {}
+}
+
+/** A failure of the connection itself (closed, reset, "421 closing"), not an answer about this message. */
+function isTransient(err: { code?: string; responseCode?: number }): boolean {
+  return err.code === 'ECONNECTION' || err.code === 'ESOCKET' || err.responseCode === 421;
+}
+
 /** One message over a connection of its own, closed after it (web RSVP submissions, tests). */
-export function relayOnce(hop: NextHop, group: Envelope, message: Readable | Buffer, size: number, opts: RelayOptions & { connectTimeoutMs: number }): Promise<RelayResult> {
+export function relayOnce(hop: NextHop, group: Envelope, message: Buffer, size: number, opts: RelayOptions & { connectTimeoutMs: number }): Promise<RelayResult> {
   const sessions = new HopSessions(hop, { connectTimeoutMs: opts.connectTimeoutMs, socketTimeoutMs: opts.totalTimeoutMs, idleMs: 0, maxAgeMs: 0, maxIdle: 0 });
   return relayMessage(sessions, group, message, size, opts);
 }

@@ -1,7 +1,9 @@
 // Next-hop sessions kept between messages (lib/hop-sessions.ts): reuse must never cost a message.
-// A cached session is checked with RSET first; one that fails the check is replaced before any
-// MAIL FROM; one that dies during a transaction gives 451, never 250; idle, old and shutdown
-// sessions say QUIT. Real filter in-process, a real smtp-server sink or a scripted raw next hop.
+// A session reused at once goes out unchecked and, if it fails before a byte of the message was
+// read, the message goes once more over a new connection; one idle for over a second is checked
+// with RSET first and replaced if the check fails; a failure after the data started gives 451,
+// never 250 and never a second copy from us; idle, old and shutdown sessions say QUIT. Real filter
+// in-process, a real smtp-server sink or a scripted raw next hop.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -13,6 +15,8 @@ import { transact } from './helpers/smtp-dialog.js';
 const msg = (n: number) => Buffer.from(`From: a@example.org\r\nTo: b@example.org\r\nSubject: note ${n}\r\nMessage-ID: <n${n}@example.org>\r\n\r\nplain text, nothing calendar-related\r\n`);
 const send = (f: InProcFilter, n: number) => transact(f.port, { from: 'a@example.org', to: ['b@example.org'], data: msg(n) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Longer than lib/hop-sessions.ts PROBE_AFTER_MS: the next reuse is checked with RSET. */
+const IDLE = 1100;
 const commandsOf = (hop: ScriptedHop) => hop.connections.map((c) => c.commands.map((l) => l.split(/[\s:]/)[0]!.toUpperCase()));
 
 async function withHop(flags: Record<string, unknown>, body: (hop: ScriptedHop, filter: InProcFilter) => Promise<void>): Promise<void> {
@@ -30,12 +34,52 @@ describe('next-hop sessions', () => {
   const cleanup: Array<() => Promise<void>> = [];
   after(async () => { for (const c of cleanup) await c(); });
 
-  test('messages in a row share one connection; each cached session answers RSET before MAIL FROM', async () => {
+  test('messages in a row share one connection, with no RSET round trip when reused at once', async () => {
     await withHop({}, async (hop, filter) => {
       for (const n of [1, 2, 3]) assert.match((await send(filter, n)).final[0]!, /^250 /);
       assert.equal(hop.connections.length, 1, 'one next-hop connection for three messages');
-      assert.deepEqual(commandsOf(hop)[0], ['EHLO', 'MAIL', 'RCPT', 'DATA', 'RSET', 'MAIL', 'RCPT', 'DATA', 'RSET', 'MAIL', 'RCPT', 'DATA']);
+      assert.deepEqual(commandsOf(hop)[0], ['EHLO', 'MAIL', 'RCPT', 'DATA', 'MAIL', 'RCPT', 'DATA', 'MAIL', 'RCPT', 'DATA']);
       assert.deepEqual(hop.messages.map((m) => m.toString()), [1, 2, 3].map((n) => msg(n).toString()), 'each message once, byte-identical');
+    });
+  });
+
+  test('a session idle for over a second answers RSET before MAIL FROM', async () => {
+    await withHop({}, async (hop, filter) => {
+      assert.match((await send(filter, 1)).final[0]!, /^250 /);
+      await sleep(IDLE);
+      assert.match((await send(filter, 2)).final[0]!, /^250 /);
+      assert.deepEqual(commandsOf(hop), [['EHLO', 'MAIL', 'RCPT', 'DATA', 'RSET', 'MAIL', 'RCPT', 'DATA']]);
+    });
+  });
+
+  for (const [what, answer] of [['closes the connection at', 'close'], ['answers 421 to', '421 4.4.2 too many messages']] as const) {
+    test(`a session reused at once whose next hop ${what} MAIL FROM: the message goes once over a new connection, 250`, async () => {
+      await withHop({}, async (hop, filter) => {
+        assert.match((await send(filter, 1)).final[0]!, /^250 /);
+        hop.setScript((cmd, conn) => (/^MAIL /.test(cmd) && conn.n === 1 && conn.commands.filter((c) => /^MAIL /.test(c)).length === 2 ? answer : undefined));
+        assert.match((await send(filter, 2)).final[0]!, /^250 /);
+        assert.equal(hop.connections.length, 2);
+        assert.deepEqual(hop.messages.map((m) => m.toString()), [msg(1), msg(2)].map(String), 'each message once');
+      });
+    });
+  }
+
+  test('a session reused at once refused at RCPT (550): the refusal is the answer, no second try', async () => {
+    await withHop({}, async (hop, filter) => {
+      assert.match((await send(filter, 1)).final[0]!, /^250 /);
+      hop.setScript((cmd, _c, tx) => (/^RCPT /.test(cmd) && tx === 2 ? '550 5.1.1 no such user' : undefined));
+      assert.match((await send(filter, 2)).final[0]!, /^550 5\.1\.1 /);
+      assert.equal(hop.connections.length, 1);
+    });
+  });
+
+  test('a session reused at once cut after the data went out: 451 4.4.2, and the filter does not send it again', async () => {
+    await withHop({}, async (hop, filter) => {
+      assert.match((await send(filter, 1)).final[0]!, /^250 /);
+      hop.setScript((cmd, _c, tx) => (cmd === '.' && tx === 2 ? 'close' : undefined));
+      assert.match((await send(filter, 2)).final[0]!, /^451 4\.4\.2 /);
+      assert.equal(hop.connections.length, 1, 'no second connection');
+      assert.equal(hop.messages.length, 2, 'the hop got the bytes once (its answer never came: the MTA retries, a duplicate at worst)');
     });
   });
 
@@ -74,6 +118,7 @@ describe('next-hop sessions', () => {
     test(`a cached session that ${what} is replaced before MAIL FROM: 250, delivered once`, async () => {
       await withHop({}, async (hop, filter) => {
         assert.match((await send(filter, 1)).final[0]!, /^250 /);
+        await sleep(IDLE);
         hop.setScript((cmd, conn) => (cmd === 'RSET' && conn.n === 1 ? answer : undefined));
         assert.match((await send(filter, 2)).final[0]!, /^250 /);
         assert.equal(hop.connections.length, 2);
@@ -86,6 +131,7 @@ describe('next-hop sessions', () => {
   test('a cached session that never answers RSET is given up after connect_timeout: 250 over a new connection', async () => {
     await withHop({ connect_timeout: 1 }, async (hop, filter) => {
       assert.match((await send(filter, 1)).final[0]!, /^250 /);
+      await sleep(IDLE);
       hop.setScript((cmd, conn) => (cmd === 'RSET' && conn.n === 1 ? 'silent' : undefined));
       const t0 = Date.now();
       assert.match((await send(filter, 2)).final[0]!, /^250 /);
@@ -97,9 +143,10 @@ describe('next-hop sessions', () => {
     });
   });
 
-  test('a reused session cut after MAIL FROM: 451 4.4.2, never 250; the next message gets a new connection', async () => {
+  test('a session that passed its RSET check and is then cut at MAIL FROM: 451 4.4.2, never 250; the next message gets a new connection', async () => {
     await withHop({}, async (hop, filter) => {
       assert.match((await send(filter, 1)).final[0]!, /^250 /);
+      await sleep(IDLE);
       hop.setScript((cmd, _conn, tx) => (/^MAIL /.test(cmd) && tx === 2 ? 'close' : undefined));
       const r = await send(filter, 2);
       assert.match(r.final[0]!, /^451 4\.4\.2 /);
