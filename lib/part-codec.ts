@@ -339,16 +339,32 @@ function qpUnit(u: Buffer, atStart: boolean, wsEnd: boolean, out: Buffer | null,
  * false boundary). It runs for every footer of every message, so it works on lengths first (where the
  * lines break) and writes the bytes once.
  */
+/**
+ * Work arrays for qpEncodeUnits, kept between calls: making a typed array costs microseconds, more
+ * than encoding a footer line. The encoder is synchronous, so one pair serves every call.
+ */
+let scratch = { mid: new Uint8Array(1024), byte: new Int16Array(1024) };
+function scratchFor(n: number): { mid: Uint8Array; byte: Int16Array } {
+  if (scratch.mid.length < n) {
+    const size = 2 ** Math.ceil(Math.log2(n));
+    scratch = { mid: new Uint8Array(size), byte: new Int16Array(size) };
+  }
+  return scratch;
+}
+
 export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, maxLen = 76): string {
   const n = units.length;
   if (n === 0) return '';
   const wsEnd = (k: number) => lineEnd && k === n - 1;
   const opening = (k: number) => qpUnit(units[k], true, wsEnd(k), null, 0); // length as a line opener
-  // each unit's length in the middle of a line, once: nearly every unit is one byte that stands as it is
-  const mid = new Uint8Array(n);
+  // each unit's length in the middle of a line, and its byte when it is one, read once: element
+  // access on many small Buffers is slow, on two typed arrays it is not
+  const { mid, byte } = scratchFor(n);
   for (let k = 0; k < n; k++) {
     const u = units[k];
-    mid[k] = u.length === 1 && QP_LITERAL[u[0]] === 1 && k !== n - 1 ? 1 : qpUnit(u, false, wsEnd(k), null, 0);
+    const b = u.length === 1 ? u[0] : -1;
+    byte[k] = b;
+    mid[k] = b >= 0 && QP_LITERAL[b] === 1 && k !== n - 1 ? 1 : qpUnit(u, false, wsEnd(k), null, 0);
   }
   const room = maxLen - 1; // one column for the soft break's "="
   const starts = [0]; // the unit that opens each physical line
@@ -366,7 +382,7 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     let cut = k;
     let moved = 0;
     for (let m = k - 1; m > first && moved + t <= maxLen / 3; m--) {
-      if (mid[m] === 1 && units[m][0] === 0x20 && units[m].length === 1) {
+      if (byte[m] === 0x20 && mid[m] === 1) {
         cut = m + 1;
         break;
       }
@@ -385,9 +401,8 @@ export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, 
     const end = i + 1 < starts.length ? starts[i + 1] : n;
     o = qpUnit(units[starts[i]], true, wsEnd(starts[i]), out, o);
     for (let k = starts[i] + 1; k < end; k++) {
-      const u = units[k];
-      if (mid[k] === 1 && u.length === 1) out[o++] = u[0];
-      else o = qpUnit(u, false, wsEnd(k), out, o);
+      if (mid[k] === 1 && byte[k] >= 0) out[o++] = byte[k];
+      else o = qpUnit(units[k], false, wsEnd(k), out, o);
     }
     if (end < n) o += out.write('=' + lb, o, 'latin1');
   }
