@@ -37,7 +37,7 @@ export function createScanner(): Scanner {
   let bytes = 0;
   /** 'head': in the top header; 'body': between header blocks; 'part': in a block after a "--" line; 'leaf': done. */
   let state: 'head' | 'body' | 'part' | 'leaf' = 'head';
-  /** Text not yet judged: the header block so far, or in 'body' the last two characters ("\n-"). */
+  /** Text not yet judged: the header block so far, or in 'body' the last two characters before the next chunk. */
   let pending = '';
   /** Where in `pending` the search for the block's end resumes. */
   let searched = 0;
@@ -52,7 +52,19 @@ export function createScanner(): Scanner {
     push(chunk) {
       bytes += chunk.length;
       if (candidate || state === 'leaf') return;
-      pending += chunk.toString('latin1');
+      if (state === 'body') {
+        // body text is searched as bytes and never made a string: most of a big message is skipped here
+        const at = lineOfDashes(pending, chunk);
+        if (at === null) {
+          pending = chunk.length >= 2 ? chunk.toString('latin1', chunk.length - 2) : (pending + chunk.toString('latin1')).slice(-2);
+          return;
+        }
+        pending = (at < 0 ? pending.slice(at) : '') + chunk.toString('latin1', Math.max(0, at));
+        searched = 0;
+        state = 'part';
+      } else {
+        pending += chunk.toString('latin1');
+      }
       for (;;) {
         if (state === 'body') {
           const i = pending.indexOf('\n--');
@@ -91,6 +103,19 @@ export function createScanner(): Scanner {
       return { candidate, bytes };
     },
   };
+}
+
+/**
+ * Where the next line starting with "--" begins in `chunk`, given the last two characters before it
+ * (`carry`); negative when its first "-" is the carry's last character; null when there is none.
+ */
+function lineOfDashes(carry: string, chunk: Buffer): number | null {
+  if (carry) {
+    const j = (carry + chunk.toString('latin1', 0, 2)).indexOf('\n--');
+    if (j >= 0) return j + 1 - carry.length;
+  }
+  const i = chunk.indexOf('\n--');
+  return i < 0 ? null : i + 1;
 }
 
 /** Scan a whole buffer at once (the `filter` command, tests). */
