@@ -114,6 +114,16 @@ export async function sendLoad(port: number, raw: Buffer, opts: { total: number;
   return { lat, secs: (Date.now() - t0) / 1000, failed };
 }
 
+/** The benchmarks' plain message: 12 KB of text/plain that mentions nothing calendar-related. */
+export function plainMessage(): Buffer {
+  const line = 'The quarterly numbers are attached; nothing here is calendar-related at all.\r\n';
+  return Buffer.from(
+    'From: Ada <ada@example.org>\r\nTo: Bob <bob@example.net>\r\nSubject: Numbers\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n' +
+      'Message-ID: <bench-plain@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n' +
+      line.repeat(Math.ceil(12000 / line.length)),
+  );
+}
+
 /** The p-quantile of ascending values (NaN when empty). */
 export function quantile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;

@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { freePort } from '../spec/helpers/filter-process.js';
-import { quantile, sendLoad } from './harness.js';
+import { plainMessage, quantile, sendLoad } from './harness.js';
 import { answers } from '../spec/helpers/milter-process.js';
 import { startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
@@ -111,14 +111,6 @@ async function withMode<T>(mode: Mode, sinkPort: number, fn: (p: PostfixInstance
   }
 }
 
-function plainMessage(): Buffer {
-  const line = 'The quarterly numbers are attached; nothing here is calendar-related at all.\r\n';
-  return Buffer.from(
-    'From: Ada <ada@example.org>\r\nTo: Bob <bob@example.net>\r\nSubject: Numbers\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n' +
-      'Message-ID: <bench-plain@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n' +
-      line.repeat(Math.ceil(12000 / line.length)),
-  );
-}
 
 const row = (name: string, f: Figures, base?: Figures) =>
   `  ${name.padEnd(12)} ${f.rate.toFixed(0).padStart(5)} msg/s accepted  p50 ${f.p50.toFixed(1).padStart(6)} ms  p99 ${f.p99.toFixed(1).padStart(6)} ms` +

@@ -7,7 +7,7 @@
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 
 import type { ChildProcess } from 'node:child_process';
-import { freePort, killAll, opt, quantile, ROOT, sendLoad, start, stop, waitPort } from './harness.js';
+import { freePort, killAll, opt, plainMessage, quantile, ROOT, sendLoad, start, stop, waitPort } from './harness.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -46,14 +46,6 @@ async function load(port: number, raw: Buffer, total: number, concurrency: numbe
   return { rate: total / r.secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), failed: r.failed, cpu };
 }
 
-function plainMessage(): Buffer {
-  const line = 'The quarterly numbers are attached; nothing here is calendar-related at all.\r\n';
-  return Buffer.from(
-    'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Numbers\r\n' +
-      'Message-ID: <bench-plain@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n' +
-      line.repeat(Math.ceil(12000 / line.length)),
-  );
-}
 
 function calendarMessage(): Buffer | null {
   const path = join(ROOT, 'fixtures/mail/exchange-12k.eml');

@@ -354,9 +354,10 @@ export class MilterSession {
       work.then((d) => disposePlan(d.plan), () => undefined);
       await this.tempfail(tx, REPLIES.internal, (err as Error).message, policy.outcome);
     } finally {
-      this.busy = false;
       if (this.tx === tx) this.tx = null;
+      // busy until the spilled message is gone: a stop waits for that (lib/milter-server.ts close)
       await tx.spool.dispose().catch(() => undefined);
+      this.busy = false;
     }
   }
 

@@ -146,8 +146,10 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
             log('message.error', { id, error: (err as Error).message });
             send(envelope.to.map(() => REPLIES.internal));
           } finally {
-            inflight.delete(ctl);
+            // still "in flight" until the temporary file is gone: close() waits for it, so a
+            // stop right after the reply does not exit with the spilled message left on disk
             await spool.dispose().catch(() => undefined);
+            inflight.delete(ctl);
           }
         })();
       });
@@ -179,7 +181,10 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
         deadline.unref();
         server.close(() => {
           clearTimeout(deadline);
-          resolve();
+          // the clients are gone; a transaction may still be removing its spilled message
+          const until = Date.now() + 10_000;
+          const settled = () => (inflight.size === 0 || Date.now() > until ? resolve() : void setTimeout(settled, 10));
+          settled();
         });
         // close() waits for clients to leave; idle ones are told 421 by smtp-server after
         // closeTimeout, so poll for "nothing in flight" and end the wait early

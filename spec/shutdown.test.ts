@@ -3,6 +3,9 @@
 // is answered normally.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, startFilter } from './helpers/filter-process.js';
 import { startSink } from './helpers/sink.js';
@@ -61,4 +64,22 @@ test('after SIGTERM no new connection is served', async (t) => {
   await f.exited;
   await assert.rejects(transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }));
   assert.equal(sink.messages.length, 0);
+});
+
+test('SIGTERM right after the reply to a message that spilled to disk: the filter exits with no temporary file left', async (t) => {
+  const sink = await startSink();
+  t.after(() => sink.close());
+  const spool = await mkdtemp(join(tmpdir(), 'calfilter-spool-test-'));
+  t.after(() => rm(spool, { recursive: true, force: true }));
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--spool-memory-limit', '0', '--spool-dir', spool]);
+  t.after(() => f.stop());
+  const big = Buffer.concat([Buffer.from('From: a@example.org\r\nSubject: big\r\n\r\n'), Buffer.alloc(8 * 1024 * 1024, 'line of text\r\n')]);
+  for (let i = 0; i < 3; i++) {
+    const r = await transact(port, { from: 'a@example.org', to: ['b@example.org'], data: big });
+    assert.match(r.final[0]!, /^250 /);
+  }
+  f.kill('SIGTERM'); // at once, while the last spool may still be being removed
+  assert.equal((await f.exited).code, 0);
+  assert.deepEqual(await readdir(spool), [], 'every spilled message was removed before the exit');
 });
