@@ -166,7 +166,8 @@ class BufferSource {
   constructor(private readonly buf: Buffer) {}
   pipe<T extends NodeJS.WritableStream>(dest: T): T {
     this.readableDidRead = true;
-    dest.end(this.buf);
+    dest.write(this.buf);
+    dest.end();
     return dest;
   }
   on(): this {
