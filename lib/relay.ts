@@ -7,7 +7,7 @@
 // The one retry: a cached session handed out without its RSET check that fails before a byte of
 // the message was read goes once more over a new connection (nothing can have been delivered).
 
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ConnectError, HopSessions, type HopSession, type NextHop } from './hop-sessions.js';
 import { parseReply, REPLIES } from './replies.js';
 import type { Cutoff, Envelope, Reply } from './types.js';
@@ -39,7 +39,8 @@ export interface RelayResult {
 }
 
 /**
- * Send `message` to `group.to` with the envelope's parameters.
+ * Send `message` (the bytes, or a function that opens them as a stream, again for a second
+ * attempt) to `group.to` with the envelope's parameters.
  * 8BITMIME is asked for when the client used it; SMTPUTF8 is added by nodemailer when an address
  * needs it; SIZE and DSN (RET, ENVID, and the group's common NOTIFY/ORCPT) go along when the
  * next hop announces them. nodemailer cannot send XFORWARD or per-recipient DSN parameters,
