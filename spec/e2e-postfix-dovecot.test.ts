@@ -21,6 +21,7 @@ import { imapFetchAll, pop3RetrieveAll } from './helpers/mailbox-clients.js';
 import { postfixSkipReason, startPostfix, type PostfixInstance } from './helpers/postfix.js';
 import { startRedis } from './helpers/redis.js';
 import { startSmtpSink } from './helpers/smtp-sink.js';
+import { until } from './helpers/until.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const run = promisify(execFile);
@@ -109,16 +110,6 @@ async function submit(port: number, from: string, to: string[], raw: Buffer): Pr
     assert.deepEqual(info.rejected, [], 'Postfix refused a recipient');
   } finally {
     transport.close();
-  }
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, log?: () => Promise<string>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${log ? `\n--- log ---\n${await log()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

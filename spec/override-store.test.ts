@@ -11,6 +11,10 @@ import { OverrideCache, type CacheLookup } from '../lib/override-cache.js';
 import { OverrideDataError } from '../lib/override-model.js';
 import { parseRedisUrl, redact } from '../lib/override-config.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
+import { until as untilEvery } from './helpers/until.js';
+
+/** Polled every 20 ms: these waits are short (Redis notifications, cache expiry). */
+const until = <T>(what: string, ms: number, probe: () => Promise<T | undefined>) => untilEvery(what, ms, probe, undefined, 20);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PREFIX = 'test:override:';
@@ -27,16 +31,6 @@ async function collect(store: OverrideStore) {
   for await (const [k, v] of store.list()) out[k] = v;
   return out;
 }
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await sleep(20);
-  }
-  throw new Error(`timed out: ${what}`);
-}
-
 before(async () => { redis = await startRedis(); });
 after(async () => {
   for (const s of opened) await s.close();

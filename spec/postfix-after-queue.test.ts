@@ -10,6 +10,7 @@ import nodemailer from 'nodemailer';
 import { freePort, startFilter, type FilterProcess } from './helpers/filter-process.js';
 import { postfixSkipReason, startPostfix, type PostfixInstance } from './helpers/postfix.js';
 import { startSink, type Sink, type SinkMessage } from './helpers/sink.js';
+import { until } from './helpers/until.js';
 
 const skip = postfixSkipReason();
 
@@ -93,16 +94,6 @@ async function firstAtSink(sink: Sink, postfix: PostfixInstance): Promise<SinkMe
     return m!;
   } catch (err) {
     throw new Error(`${(err as Error).message}\n--- maillog ---\n${await postfix.log()}`);
-  }
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

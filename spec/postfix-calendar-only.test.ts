@@ -11,8 +11,9 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { freePort, startFilter } from './helpers/filter-process.js';
-import { postfixSkipReason, startPostfix, type PostfixInstance } from './helpers/postfix.js';
+import { postfixSkipReason, startPostfix } from './helpers/postfix.js';
 import { startSink } from './helpers/sink.js';
+import { until } from './helpers/until.js';
 
 const skip = postfixSkipReason();
 const FROM = 'alice@example.org';
@@ -26,16 +27,6 @@ const MAIL = [
   { id: 'expense-report@example.org', raw: fixture('content-class-custom.eml'), filtered: true, why: 'Content-Class (header_checks)', rule: 'Content-Class: urn:content-class:custom.Expense' },
   { rule: undefined, id: 'plain-calendar-only@example.org', raw: Buffer.from(`From: ${FROM}\r\nTo: ${TO}\r\nSubject: no calendar here\r\nMessage-ID: <plain-calendar-only@example.org>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nLunch? Not a meeting, and nothing here says text/calendar in a header.\r\n`), filtered: false, why: 'plain text' },
 ];
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, postfix: PostfixInstance): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}\n--- maillog ---\n${await postfix.log()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('mime_header_checks/header_checks FILTER: calendar mail goes through the filter, other mail bypasses it', { skip, timeout: 60_000 }, async (t) => {
   const sink = await startSink();
@@ -66,7 +57,7 @@ test('mime_header_checks/header_checks FILTER: calendar mail goes through the fi
     transport.close();
   }
   await sink.waitFor(MAIL.length, 20_000).catch(async (e: Error) => { throw new Error(`${e.message}\n--- maillog ---\n${await postfix.log()}`); });
-  await until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), postfix);
+  await until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), () => postfix.log());
   assert.equal(sink.messages.length, MAIL.length, 'each message once');
 
   const log = await postfix.log();

@@ -12,6 +12,7 @@ import nodemailer from 'nodemailer';
 import { freePort, startFilter } from './helpers/filter-process.js';
 import { postfixSkipReason, startPostfix, type PostfixInstance, type PostfixRecipe } from './helpers/postfix.js';
 import { startSink, type Behaviour, type Sink } from './helpers/sink.js';
+import { until } from './helpers/until.js';
 
 const skip = postfixSkipReason();
 const FROM = 'alice@example.org';
@@ -50,18 +51,8 @@ async function submit(port: number, to: string[], raw: Buffer): Promise<void> {
   }
 }
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, postfix: PostfixInstance): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}\n--- maillog ---\n${await postfix.log()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const drained = (postfix: PostfixInstance) =>
-  until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), postfix);
+  until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), () => postfix.log());
 
 /** Postfix's delivery lines for one recipient on the leg to the filter, by status. */
 function legToFilter(log: string, rcpt: string, filterPort: number): string[] {
@@ -76,7 +67,7 @@ test('over LMTP a meeting request goes through the filter and the reinjection sm
 
   await submit(postfix.smtpPort, [BOB, CAROL], MEETING);
   await until('both recipients at the sink', 20_000, async () =>
-    (sink.messages.flatMap((m) => m.envelope.to.map((r) => r.address)).sort().join() === [BOB, CAROL].join() ? true : undefined), postfix);
+    (sink.messages.flatMap((m) => m.envelope.to.map((r) => r.address)).sort().join() === [BOB, CAROL].join() ? true : undefined), () => postfix.log());
   await drained(postfix);
 
   for (const m of sink.messages) {
@@ -116,7 +107,7 @@ test('over LMTP a recipient deferred by the next hop is retried alone; the other
     if (legToFilter(await postfix.log(), CAROL, filterPort).includes('sent')) return true;
     if (Date.now() - flushed > 2_000) { flushed = Date.now(); await postfix.flush(); }
     return undefined;
-  }, postfix);
+  }, () => postfix.log());
   await drained(postfix);
 
   const log = await postfix.log();

@@ -14,8 +14,9 @@ import nodemailer from 'nodemailer';
 import { dovecotSkipReason, startDovecot } from './helpers/dovecot.js';
 import { freePort, startFilter } from './helpers/filter-process.js';
 import { imapFetchAll } from './helpers/mailbox-clients.js';
-import { postfixSkipReason, startPostfix, type PostfixInstance } from './helpers/postfix.js';
+import { postfixSkipReason, startPostfix } from './helpers/postfix.js';
 import { startSink } from './helpers/sink.js';
+import { until } from './helpers/until.js';
 
 const skip = postfixSkipReason() ?? dovecotSkipReason();
 const RECIPE = new URL('../deploy/postfix/next-hop/', import.meta.url);
@@ -40,16 +41,6 @@ function recipeEnv(filterPort: number, lmtpPort: number): Record<string, string>
     if (m) env[m[1]!] = m[2]!;
   }
   return env;
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, postfix: PostfixInstance): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}\n--- maillog ---\n${await postfix.log()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('Postfix → filter (next hop, LMTP) → Dovecot: footers in the mailboxes, an unknown user bounced alone', { skip, timeout: 60_000 }, async (t) => {
@@ -92,7 +83,7 @@ test('Postfix → filter (next hop, LMTP) → Dovecot: footers in the mailboxes,
   await arrived(BOB);
   await arrived(CAROL);
   await arrived(ALICE); // the bounce for nobody, through the filter as well
-  await until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), postfix);
+  await until('an empty queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), () => postfix.log());
 
   const sent = await simpleParser(FIXTURE);
   for (const who of [BOB, CAROL]) {

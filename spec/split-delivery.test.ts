@@ -18,6 +18,10 @@ import { freePort, startFilter, type FilterProcess } from './helpers/filter-proc
 import { startRedis, type RedisServer } from './helpers/redis.js';
 import { startSink, type Sink, type SinkMessage } from './helpers/sink.js';
 import { transact } from './helpers/smtp-dialog.js';
+import { until as untilEvery } from './helpers/until.js';
+
+/** Polled every 20 ms: these waits are short (Redis notifications, cache expiry). */
+const until = <T>(what: string, ms: number, probe: () => Promise<T | undefined>) => untilEvery(what, ms, probe, undefined, 20);
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const run = promisify(execFile);
@@ -83,16 +87,6 @@ function only(msgs: SinkMessage[], rcpt: string, group: string[] = [rcpt]): Sink
   assert.deepEqual(mine[0]!.envelope.to.map((t) => t.address), group, `${rcpt}'s transaction holds ${group.join(', ')}`);
   assert.equal(mine[0]!.envelope.from, FROM);
   return mine[0]!;
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Send one meeting request; return the reply(ies) and the transactions it produced at the sink. */
