@@ -109,10 +109,6 @@ export class HopSessions {
     }
   }
 
-  idleCount(): number {
-    return this.idle.length;
-  }
-
   private connect(): Promise<HopSession> {
     return new Promise((resolve, reject) => {
       const conn = new SMTPConnection({
