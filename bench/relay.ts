@@ -5,6 +5,9 @@
 // Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--rounds R] [--only plain|calendar]
 //        [--filter-args "--next-hop-idle-time 0"]
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
+// Two ratios per ceiling: of the medians, and the median (with the range) of the per-round ratios,
+// each round's filter run against the ceiling run just before it: on a shared 2-core VM a ceiling
+// moves by up to ±25 % from one minute to the next, and a pair a second apart shares most of that.
 
 import type { ChildProcess } from 'node:child_process';
 import { freePort, killAll, opt, plainMessage, quantile, ROOT, sendLoad, start, stop, waitPort } from './harness.js';
@@ -52,7 +55,7 @@ function calendarMessage(): Buffer | null {
   return existsSync(path) ? readFileSync(path) : null;
 }
 
-const ROUNDS = Number(opt('rounds', '3'));
+const ROUNDS = Number(opt('rounds', '5'));
 
 /**
  * The relays run side by side and take turns, ROUNDS times per concurrency; the median of each
@@ -70,7 +73,7 @@ async function measureSet(sinkPort: number, raw: Buffer) {
   const procs = relays.map((r, i) => r.run(ports[i]!));
   await Promise.all(ports.map((p) => waitPort(p)));
   for (const p of ports) await load(p, raw, 300, 10); // warm-up
-  const out = relays.map((r) => ({ label: r.label, out: {} as Record<number, Figures> }));
+  const out = relays.map((r) => ({ label: r.label, out: {} as Record<number, Figures>, rounds: {} as Record<number, Figures[]> }));
   for (const c of [1, 10, 50]) {
     const runs: Figures[][] = relays.map(() => []);
     for (let r = 0; r < ROUNDS; r++) {
@@ -79,6 +82,7 @@ async function measureSet(sinkPort: number, raw: Buffer) {
     runs.forEach((list, i) => {
       const sorted = [...list].sort((x, y) => x.rate - y.rate);
       out[i]!.out[c] = sorted[Math.floor(sorted.length / 2)]!;
+      out[i]!.rounds[c] = list;
     });
   }
   for (const p of procs) await stop(p);
@@ -92,6 +96,12 @@ const filter = (port: number, hop: number) =>
 function row(name: string, f: Figures, bases: Figures[] = []): string {
   const ratio = bases.length ? `  ratio ${bases.map((b) => (f.rate / b.rate).toFixed(2)).join(' / ')}` : '';
   return `  ${name.padEnd(40)} ${f.rate.toFixed(0).padStart(6)} msg/s  p50 ${f.p50.toFixed(2).padStart(6)} ms  p99 ${f.p99.toFixed(2).padStart(6)} ms  cpu ${f.cpu.toFixed(0).padStart(5)} µs/msg${f.failed ? `  FAILED ${f.failed}` : ''}${ratio}`;
+}
+
+/** Per-round ratios of `ours` to `base` (same round, run one after the other): "median (min-max)". */
+function paired(ours: Figures[], base: Figures[]): string {
+  const r = ours.map((f, i) => f.rate / base[i]!.rate).sort((a, b) => a - b);
+  return `${quantile(r, 0.5).toFixed(2)} (${r[0]!.toFixed(2)}-${r.at(-1)!.toFixed(2)})`;
 }
 
 async function rss(hopPort: number): Promise<void> {
@@ -131,6 +141,7 @@ async function main() {
       console.log(` concurrency ${c}`);
       for (const ceil of ceilings) console.log(row(ceil.label, ceil.out[c]!));
       console.log(row(ours.label, ours.out[c]!, ceilings.map((x) => x.out[c]!)));
+      console.log(`  ${'paired per round (median, min-max)'.padEnd(40)} ${ceilings.map((x) => paired(ours.rounds[c]!, x.rounds[c]!)).join(' / ')}`);
     }
   }
   if (!ONLY) await rss(sink.port);
