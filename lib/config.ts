@@ -43,7 +43,7 @@ export const CONFIG_TABLE = {
   max_connections: { kind: 'int', default: 100, min: 1, max: 10000, doc: 'simultaneous client connections' },
   socket_timeout: { kind: 'int', default: 660, min: 10, max: 3600, doc: 'idle client connection timeout, seconds (Postfix waits 600 s for the reply to ".")' },
   next_hop_timeout: { kind: 'int', default: 300, min: 1, max: 3600, doc: 'time allowed for one relay to the next hop, seconds; then 451 4.4.2' },
-  connect_timeout: { kind: 'int', default: 30, min: 1, max: 600, doc: 'time allowed to connect to the next hop, seconds; then 451 4.4.1' },
+  connect_timeout: { kind: 'int', default: 30, min: 1, max: 600, doc: 'time allowed to connect to the next hop and hear its greeting, seconds; no connection: 451 4.4.1, no greeting: 451 4.4.2' },
   next_hop_idle_time: { kind: 'int', default: 2, min: 0, max: 300, doc: 'how long a next-hop session waits open for the next message, seconds (as Postfix smtp_connection_cache_time_limit); 0: a new connection for every message' },
   next_hop_reuse_time: { kind: 'int', default: 300, min: 1, max: 86400, doc: 'a next-hop session older than this is closed instead of reused, seconds (as Postfix smtp_connection_reuse_time_limit)' },
   shutdown_timeout: { kind: 'int', default: 30, min: 0, max: 3600, doc: 'on SIGTERM, seconds allowed for transactions in flight' },

@@ -55,6 +55,38 @@ export interface HopSession {
   onEnd: (() => void) | null;
   born: number;
   idleTimer: NodeJS.Timeout | null;
+  /** LMTP next hop: each recipient's reply after the final dot, noted as it arrives (see noteLmtpReplies). */
+  lmtpReplies: Map<string, string> | null;
+}
+
+/**
+ * nodemailer hands an LMTP hop's replies after the final dot to send()'s callback only all together,
+ * once the last has come. A hop that answers some recipients (and has delivered to them) and then
+ * drops the connection would leave those replies unknown, and a 451 for them means a second copy in
+ * their mailboxes; Postfix's own LMTP client keeps every reply it got. So each is noted as it arrives,
+ * by wrapping the (internal) method nodemailer calls per reply. spec/relay.test.ts fails if a
+ * nodemailer upgrade renames it.
+ */
+function noteLmtpReplies(conn: SMTPConnection, into: Map<string, string>): void {
+  const c = conn as unknown as { _actionLMTPStream?: (recipient: string, final: boolean, str: string, done: unknown) => unknown };
+  const original = c._actionLMTPStream;
+  if (typeof original !== 'function') return;
+  c._actionLMTPStream = function (this: unknown, recipient, final, str, done) {
+    into.set(recipient, str);
+    return original.call(this, recipient, final, str, done);
+  };
+}
+
+/** System errors and nodemailer's timeout that mean no TCP connection to the next hop was made. */
+const NOT_REACHED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'CONNECT_TIMEOUT']);
+
+/**
+ * Whether a failed connection attempt got as far as the next hop: anything after the TCP handshake
+ * (no greeting in time, a 421/554 greeting, a refused EHLO, a drop) says it is there but unwell.
+ */
+function reachedBefore(err: Error & { code?: string; originalCode?: string; timeoutType?: string; response?: string }): boolean {
+  if (err.response) return true;
+  return ![err.code, err.originalCode, err.timeoutType].some((c) => c !== undefined && NOT_REACHED.has(c));
 }
 
 export class ConnectError extends Error {
@@ -124,30 +156,29 @@ export class HopSessions {
         allowInternalNetworkInterfaces: true,
         logger: false,
       });
-      const s: HopSession = { conn, reused: false, unverified: false, idleSince: 0, onError: null, onEnd: null, born: Date.now(), idleTimer: null };
-      let greeted = false;
+      const s: HopSession = { conn, reused: false, unverified: false, idleSince: 0, onError: null, onEnd: null, born: Date.now(), idleTimer: null, lmtpReplies: null };
+      if (this.hop.lmtp) noteLmtpReplies(conn, (s.lmtpReplies = new Map()));
       let settled = false;
-      const fail = (why: string) => {
+      const fail = (why: string, reached: boolean) => {
         if (settled) return;
         settled = true;
         conn.close();
-        reject(new ConnectError(why, greeted));
+        reject(new ConnectError(why, reached));
       };
       // One listener each for the session's life: it goes to the current user, or, while the
       // session is unused, drops it from the cache (the next hop closed an idle session).
       conn.on('error', (err: Error) => {
-        if (!settled) return fail(err.message);
+        if (!settled) return fail(err.message, reachedBefore(err));
         if (s.onError) s.onError(err);
         else this.drop(s);
       });
       conn.on('end', () => {
-        if (!settled) return fail('next hop closed the connection');
+        if (!settled) return fail('next hop closed the connection', true);
         if (s.onEnd) s.onEnd();
         else this.drop(s);
       });
       conn.connect((err?: Error) => {
-        greeted = !err;
-        if (err) return fail(err.message);
+        if (err) return fail(err.message, reachedBefore(err));
         settled = true;
         resolve(s);
       });

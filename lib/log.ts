@@ -10,6 +10,7 @@ const LEVELS: Record<string, Level> = {
   'smtp.connect': 'debug',
   'smtp.refused': 'warn',
   'message.error': 'error',
+  'message.incomplete': 'warn',
   'message.passthrough': 'warn',
   'message.tempfail': 'warn',
   'hook.error': 'warn',

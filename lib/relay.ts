@@ -68,7 +68,12 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Bu
       if (session) sessions.release(session, clean);
       resolve({ recipients: replies, response, ms: Date.now() - started, reused });
     };
-    const failAll = (r: Reply, why: string) => finish(new Map(addresses.map((a) => [a, { ...r }])), why);
+    // an LMTP hop's reply for a recipient, when it came before the failure, is that recipient's answer
+    const failAll = (r: Reply, why: string) =>
+      finish(new Map(addresses.map((a) => {
+        const got = session?.lmtpReplies?.get(a);
+        return [a, got ? parseReply(got) : { ...r }];
+      })), why);
 
     /**
      * A session reused without the RSET check that failed at the connection level (closed, reset,
@@ -124,6 +129,7 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Bu
         use8BitMime: (group.body ?? '').toUpperCase() === '8BITMIME',
         dsn,
       };
+      s.lmtpReplies?.clear();
       // a Buffer goes as it is, unless a retry may need to know whether any of it was read
       let payload: Readable | BufferSource | Buffer;
       if (!Buffer.isBuffer(message)) payload = stream = message();
@@ -134,7 +140,10 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Bu
           const e = err as typeof err & { rejectedErrors?: Array<{ recipient?: string; response?: string }>; response?: string; responseCode?: number };
           if (retryable(isTransient(e))) return retry();
           const replies = new Map<string, Reply>();
-          const base = e.response ? parseReply(e.response) : classifyError(e);
+          // nodemailer's own check against the SIZE the next hop announced: it would refuse the
+          // message with 552 itself, so the MTA hears that (as Postfix's smtp client bounces it)
+          const tooBig = e.code === 'EMESSAGE' && (e as { command?: string }).command === 'MAIL FROM' && !e.response;
+          const base = tooBig ? { ...REPLIES.tooBigForHop } : e.response ? parseReply(e.response) : classifyError(e);
           for (const a of addresses) replies.set(a, base);
           // "all recipients were rejected": each recipient gets its own RCPT reply
           for (const re of e.rejectedErrors ?? []) if (re.recipient) replies.set(re.recipient, parseReply(re.response, base));
@@ -142,7 +151,12 @@ export function relayMessage(sessions: HopSessions, group: Envelope, message: Bu
         }
         const replies = new Map<string, Reply>();
         const ok = parseReply(info.response, { code: 250, message: 'OK' });
-        for (const a of info.accepted) replies.set(a, ok.code < 300 ? ok : { code: 250, message: 'OK' });
+        for (const a of info.accepted) {
+          // LMTP: each recipient's own reply (the last one is the response nodemailer reports)
+          const own = s.lmtpReplies?.get(a);
+          const r = own ? parseReply(own) : ok;
+          replies.set(a, r.code < 300 ? r : { code: 250, message: 'OK' });
+        }
         for (const re of (info.rejectedErrors ?? []) as Array<{ recipient?: string; response?: string }>) {
           if (re.recipient) replies.set(re.recipient, parseReply(re.response));
         }

@@ -9,6 +9,7 @@ import type { Reply } from './types.js';
 export const REPLIES = {
   refusedClient: { code: 554, status: '5.7.1', message: 'Client address not allowed to use this filter' },
   tooBig: { code: 552, status: '5.3.4', message: 'Message size exceeds the fixed limit' },
+  tooBigForHop: { code: 552, status: '5.3.4', message: 'Message size exceeds the fixed limit of the next hop' },
   unreachable: { code: 451, status: '4.4.1', message: 'Next hop unreachable, try again later' },
   hopTimeout: { code: 451, status: '4.4.2', message: 'Next hop timed out or dropped the connection, try again later' },
   internal: { code: 451, status: '4.3.0', message: 'Temporary filter failure, try again later' },

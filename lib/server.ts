@@ -100,6 +100,15 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
       const ctl = new Cutoff();
       inflight.add(ctl);
       let failed: Error | null = null;
+      let ended = false;
+
+      // A client that leaves in the middle of DATA: smtp-server destroys the stream, 'end' never
+      // comes and nobody is answered, but the spool (a file, maybe) and the in-flight entry must go.
+      stream.once('close', () => {
+        if (ended) return;
+        log('message.incomplete', { id, client: session.remoteAddress, from: envelope.from, to: envelope.to.map((r) => r.address), bytes: spool.size });
+        void spool.dispose().catch(() => undefined).finally(() => inflight.delete(ctl));
+      });
 
       stream.on('data', (chunk: Buffer) => {
         if (failed || stream.sizeExceeded) return; // keep draining, keep nothing
@@ -113,6 +122,7 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
         }
       });
       stream.once('end', () => {
+        ended = true;
         void (async () => {
           const send = (replies: Reply[]) => {
             if (opts.lmtp) {

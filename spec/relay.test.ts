@@ -3,10 +3,15 @@
 // envelope, or nothing, never a 250 for a message the next hop did not take.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startFilterWithSink, startInProcFilter, type InProcFilter } from './helpers/filter-inproc.js';
 import { startSink, type Sink } from './helpers/sink.js';
-import { openDialog, transact } from './helpers/smtp-dialog.js';
+import { openData, openDialog, transact } from './helpers/smtp-dialog.js';
+import { until } from './helpers/until.js';
 
 const CRLF = '\r\n';
 const msg = (headers: string, body: string | Buffer): Buffer =>
@@ -172,10 +177,62 @@ describe('next-hop failures', () => {
     }
   });
 
+  // A raw LMTP hop: smtp-server answers all recipients after the dot at once, and cannot stop between them.
+  for (const [what, after] of [
+    ['closes the connection', (sock: Socket) => sock.destroy()],
+    ['says 421 and closes', (sock: Socket) => sock.end('421 4.3.2 lmtp.test going down\r\n')],
+    ['falls silent', () => undefined],
+  ] as Array<[string, (sock: Socket) => void]>) {
+    test(`LMTP next hop that answers the first recipient after the dot, then ${what}: that 250 reaches the LMTP client, 451 for the other`, async () => {
+      const sockets = new Set<Socket>();
+      const hop = createServer((sock) => {
+        sockets.add(sock);
+        sock.on('error', () => undefined);
+        let buf = '';
+        let inData = false;
+        sock.write('220 lmtp.test LMTP\r\n');
+        sock.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            if (inData) {
+              if (line !== '.') continue;
+              inData = false;
+              sock.write('250 2.0.0 <b@example.org> delivered\r\n');
+              setTimeout(() => after(sock), 20);
+            } else if (/^LHLO/i.test(line)) sock.write('250-lmtp.test\r\n250 PIPELINING\r\n');
+            else if (/^DATA/i.test(line)) { inData = true; sock.write('354 go ahead\r\n'); }
+            else if (/^QUIT/i.test(line)) sock.end('221 bye\r\n');
+            else sock.write('250 2.1.0 ok\r\n');
+          }
+        });
+      });
+      await new Promise<void>((r) => hop.listen(0, '127.0.0.1', r));
+      const f = await startInProcFilter({ lmtp: true, next_hop: `lmtp://127.0.0.1:${(hop.address() as AddressInfo).port}`, next_hop_timeout: 2 });
+      try {
+        const r = await transact(f.port, { from: 'a@example.org', to: ['b@example.org', 'c@example.org'], data: PLAIN, lmtp: true });
+        assert.match(r.final[0]!, /^250 2\.0\.0 <b@example\.org> delivered/);
+        assert.match(r.final[1]!, /^4\d\d /);
+      } finally {
+        await f.close();
+        for (const sock of sockets) sock.destroy();
+        await new Promise((r) => hop.close(r));
+      }
+    });
+  }
+
   test('next hop drops the connection mid-DATA: 451 4.4.2', () =>
     withPair({}, { behaviour: (q) => (q.phase === 'data' ? { drop: 100 } : undefined) }, async (f) => {
       const r = await send(f);
       assert.match(r.final[0]!, /^451 4\.4\.2/);
+    }));
+
+  test('a message larger than the SIZE the next hop announces: 552 5.3.4, nothing sent', () =>
+    withPair({}, { size: 2048 }, async (f, s) => {
+      const r = await transact(f.port, { from: 'a@example.org', to: ['b@example.org'], data: msg('Subject: big\n', 'z'.repeat(5000) + '\n') });
+      assert.match(r.final[0]!, /^552 5\.3\.4 .*next hop/);
+      assert.equal(s.messages.length, 0);
     }));
 
   test('next hop silent past the timeout: 451 4.4.2 within the bound', () =>
@@ -195,6 +252,29 @@ describe('next-hop failures', () => {
       await f.close();
     }
   });
+
+  // reached but unwell: the connection was made, then no greeting, a refusing greeting, or a drop
+  for (const [what, onConnect] of [
+    ['never greets', () => undefined],
+    ['greets with 421', (sock: Socket) => sock.write('421 hop.test busy\r\n')],
+    ['greets with 554', (sock: Socket) => sock.write('554 hop.test no service here\r\n')],
+    ['closes before greeting', (sock: Socket) => sock.destroy()],
+  ] as Array<[string, (sock: Socket) => void]>) {
+    test(`next hop that accepts the connection but ${what}: 451 4.4.2, not "unreachable"`, async () => {
+      const sockets = new Set<Socket>();
+      const hop = createServer((sock) => { sockets.add(sock); sock.on('error', () => undefined); onConnect(sock); });
+      await new Promise<void>((r) => hop.listen(0, '127.0.0.1', r));
+      const f = await startInProcFilter({ next_hop: `smtp://127.0.0.1:${(hop.address() as AddressInfo).port}`, connect_timeout: 1, next_hop_timeout: 5 });
+      try {
+        const r = await send(f);
+        assert.match(r.final[0]!, /^451 4\.4\.2/);
+      } finally {
+        await f.close();
+        for (const sock of sockets) sock.destroy();
+        await new Promise((r) => hop.close(r));
+      }
+    });
+  }
 });
 
 describe('limits and refusals', () => {
@@ -224,6 +304,34 @@ describe('limits and refusals', () => {
       assert.deepEqual(s.messages[0]!.envelope.to.map((x) => x.address), ['b@example.org', 'c@example.org']);
     }));
 
+  test('a client that leaves in the middle of DATA: nothing relayed, the spilled part removed at once, nothing left in flight', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'calfilter-spec-'));
+    const { filter: f, sink: s, close } = await startFilterWithSink({ spool_memory_limit: 0, spool_dir: dir, shutdown_timeout: 5 });
+    let closed = false;
+    try {
+      const d = await openData(f.port);
+      d.closed.catch(() => undefined);
+      await d.send(Buffer.from('Subject: cut\r\n\r\n' + 'line\r\n'.repeat(20000)), 0);
+      // the part sent so far is on disk, in a message file of its own
+      await until('the partial message to spill to disk', 5000, async () => ((await readdir(dir)).length ? true : undefined), undefined, 20);
+      d.close();
+      await until('the transaction to leave the in-flight set', 5000, async () => (f.listener.inFlight() === 0 ? true : undefined), undefined, 20);
+      await until('the spool directory to be empty', 5000, async () => ((await readdir(dir)).length === 0 ? true : undefined), undefined, 20);
+      const t0 = Date.now();
+      await close();
+      closed = true;
+      assert.ok(Date.now() - t0 < 3000, `close() did not wait for the abandoned transaction (${Date.now() - t0} ms)`);
+      assert.equal(s.messages.length, 0);
+      const line = f.logs.find((l) => l.event === 'message.incomplete');
+      assert.ok(line, 'message.incomplete logged');
+      assert.deepEqual(line.to, ['b@example.org']);
+      assert.ok((line.bytes as number) > 0);
+    } finally {
+      if (!closed) await close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('AUTH is not offered and not required', () =>
     withPair({}, {}, async (f) => {
       const d = await openDialog(f.port);
@@ -246,12 +354,7 @@ describe('SMTP smuggling', () => {
   for (const [name, seq] of attempts) {
     test(`${name} inside DATA never produces a second message`, () =>
       withPair({}, {}, async (f, s) => {
-        const d = await openDialog(f.port);
-        await d.read();
-        await d.send('EHLO client.test');
-        await d.send('MAIL FROM:<a@example.org>');
-        await d.send('RCPT TO:<b@example.org>');
-        await d.send('DATA');
+        const d = await openData(f.port);
         const payload = `Subject: first\r\n\r\nbody${seq}MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled${seq}`;
         const final = await d.send(Buffer.from(payload + '\r\n.\r\n'));
         await d.send('QUIT').catch(() => undefined);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, startFilter } from './helpers/filter-process.js';
 import { startSink } from './helpers/sink.js';
-import { openDialog, transact } from './helpers/smtp-dialog.js';
+import { openData, transact } from './helpers/smtp-dialog.js';
 
 const DATA = Buffer.from('From: a@example.org\r\nSubject: stop\r\n\r\nbody\r\n');
 
@@ -38,12 +38,7 @@ test('SIGTERM while a relay is in flight that finishes within the grace period: 
   const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '10']);
   t.after(() => f.stop());
   // hold the client inside DATA: send the command, then the body after the signal
-  const d = await openDialog(port);
-  await d.read();
-  await d.send('EHLO client.test');
-  await d.send('MAIL FROM:<a@example.org>');
-  await d.send('RCPT TO:<b@example.org>');
-  await d.send('DATA');
+  const d = await openData(port);
   f.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 300));
   const final = await d.send(Buffer.concat([DATA, Buffer.from('.\r\n')]));

@@ -63,6 +63,8 @@ export interface SinkOptions {
   behaviour?: Behaviour;
   /** EHLO keywords not to announce, as a peer without them would (like smtp-sink -8 / -N). */
   hide?: Array<'8BITMIME' | 'SMTPUTF8' | 'DSN' | 'PIPELINING' | 'SIZE'>;
+  /** The SIZE limit announced (default 100 MiB). */
+  size?: number;
 }
 
 interface SessionState { transaction: number }
@@ -90,7 +92,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     hide8BITMIME: hide.has('8BITMIME'),
     hideSMTPUTF8: hide.has('SMTPUTF8'),
     hidePIPELINING: hide.has('PIPELINING'),
-    size: hide.has('SIZE') ? 0 : 100 * 1024 * 1024, // 0: SIZE not announced at all
+    size: hide.has('SIZE') ? 0 : opts.size ?? 100 * 1024 * 1024, // 0: SIZE not announced at all
     disableReverseLookup: true,
     // A silent sink must stay silent for as long as the test wants (Postfix waits 600 s after ".").
     socketTimeout: 15 * 60_000,

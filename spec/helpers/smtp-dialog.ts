@@ -69,6 +69,17 @@ export async function openDialog(port: number, timeoutMs = 15000): Promise<Dialo
 }
 
 /** A whole transaction: greeting, EHLO/LHLO, MAIL, RCPTs, DATA, message, and the final reply(s). */
+/** A dialog from a@example.org to b@example.org, up to the 354 after DATA (the body is the caller's). */
+export async function openData(port: number): Promise<Dialog> {
+  const d = await openDialog(port);
+  await d.read();
+  await d.send('EHLO client.test');
+  await d.send('MAIL FROM:<a@example.org>');
+  await d.send('RCPT TO:<b@example.org>');
+  await d.send('DATA');
+  return d;
+}
+
 export async function transact(port: number, opts: { from: string; to: string[]; data: Buffer; lmtp?: boolean; mailParams?: string; rcptParams?: string[] }): Promise<{ rcpt: string[]; final: string[] }> {
   const d = await openDialog(port);
   try {
