@@ -174,7 +174,7 @@ export interface CharsetInfo {
 }
 
 const INCOMPATIBLE =
-  /^(?:utf-?(?:7|16|32)|x-utf-?(?:16|32)|ucs-?[24]|unicode|csunicode|iso-10646|hz-gb-2312|x-imap4-modified-utf7|cp12000|cp12001|cp1200|cp1201|cp65000|.*ebcdic|(?:ibm|cp)0?(?:37|273|277|278|280|284|285|290|297|420|423|424|500|833|838|870|871|875|880|905|924|1025|1026|1047|114\d)$)/;
+  /^(?:utf-?(?:7|16|32)|x-utf-?(?:16|32)|ucs-?[24]|unicode|csunicode|iso-10646|hz-gb-2312|x-imap4-modified-utf7|cp12000|cp12001|cp1200|cp1201|cp65000|.*ebcdic|(?:ibm|cp)-?0?(?:37|273|277|278|280|284|285|290|297|420|423|424|500|833|838|870|871|875|880|905|924|1025|1026|1047|114\d)$)/;
 const US_ASCII = /^(?:us-?ascii|ascii|ansi_x3\.4-19(?:68|86)|iso646-us|iso-ir-6|cp367|ibm367|us|csascii)$/;
 const ASCII_PROBE = Array.from({ length: 95 }, (_, i) => String.fromCharCode(0x20 + i)).join('') + '\t\r\n';
 const charsetCache = new Map<string, CharsetInfo>();
@@ -288,16 +288,26 @@ export function encodeFooterUnits(line: string, info: CharsetInfo, mode: 'text' 
 
 /** ISO-2022 mode just before byte `pos`: true when ASCII (ESC ( B / ESC ( J, SI switch back to it). */
 export function iso2022AsciiAt(buf: Buffer, pos: number): boolean {
+  return iso2022AsciiAtEach(buf, [pos])[0]!;
+}
+
+/** iso2022AsciiAt for each of `positions` (ascending), in one pass over the bytes. */
+export function iso2022AsciiAtEach(buf: Buffer, positions: number[]): boolean[] {
+  const out: boolean[] = [];
   let ascii = true;
-  for (let i = 0; i < pos; i++) {
-    const c = buf[i];
-    if (c === 0x1b) {
-      if (buf[i + 1] === 0x28 && (buf[i + 2] === 0x42 || buf[i + 2] === 0x4a)) ascii = true;
-      else if (buf[i + 1] === 0x24 || buf[i + 1] === 0x28) ascii = false;
-    } else if (c === 0x0e) ascii = false;
-    else if (c === 0x0f) ascii = true;
+  let i = 0;
+  for (const pos of positions) {
+    for (; i < pos; i++) {
+      const c = buf[i];
+      if (c === 0x1b) {
+        if (buf[i + 1] === 0x28 && (buf[i + 2] === 0x42 || buf[i + 2] === 0x4a)) ascii = true;
+        else if (buf[i + 1] === 0x24 || buf[i + 1] === 0x28) ascii = false;
+      } else if (c === 0x0e) ascii = false;
+      else if (c === 0x0f) ascii = true;
+    }
+    out.push(ascii);
   }
-  return ascii;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

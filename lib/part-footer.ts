@@ -8,7 +8,7 @@
 import type { MimePart } from './types.js';
 import {
   base64LineLength, charsetInfo, decodeBase64, decodeQP, detectLineBreak, encodeBase64Lines, encodeFooterUnits,
-  iso2022AsciiAt, qpEncodedOffset, qpEncodeUnits, type CharsetInfo, type LineBreak,
+  iso2022AsciiAt, iso2022AsciiAtEach, qpEncodedOffset, qpEncodeUnits, type CharsetInfo, type LineBreak,
 } from './part-codec.js';
 
 export type PartResult = { ok: true; body: Buffer } | { ok: false; why: string };
@@ -161,7 +161,8 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
     const enc = lines.map((u) => qpEncodeUnits(u, lb, true)).join(lb);
     let prefix = '';
     let n = breaks;
-    if (!empty && body[body.length - 1] !== 0x0a) {
+    // the raw body, not the decoded text: "=" or blanks alone decode to nothing but still open a line
+    if (body.length > 0 && body[body.length - 1] !== 0x0a) {
       const tail = lastLine(body, false).toString('latin1').replace(/[ \t\r]+$/, '');
       prefix = lb; // ends the physical line: a soft break completes, a hard line becomes the missing newline
       if (!tail.endsWith('=')) n--;
@@ -199,9 +200,11 @@ export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
       if (at >= 0) return at;
       continue;
     }
-    // in ISO-2022 text "<" can be half of a two-byte character: only ASCII-mode hits count
+    // in ISO-2022 text "<" can be half of a two-byte character: only ASCII-mode hits count (the
+    // modes of all hits in one pass: a scan from the start per hit is quadratic in hostile input)
     const hits = [...html.toString('latin1').matchAll(re)].map((m) => m.index ?? 0);
-    for (let k = hits.length - 1; k >= 0; k--) if (iso2022AsciiAt(html, hits[k])) return hits[k];
+    const ascii = iso2022AsciiAtEach(html, hits);
+    for (let k = hits.length - 1; k >= 0; k--) if (ascii[k]) return hits[k];
   }
   return html.length;
 }
@@ -217,14 +220,19 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
   const lb = detectLineBreak(body, fallbackLb);
   const lines = footerLines(html).map((l) => encodeFooterUnits(l, info, 'html', asciiOnly));
   if (!lines.length) return { ok: false, why: 'empty HTML footer' };
+  // at the end of ISO-2022 text still in a two-byte mode (no </body> to go before), switch to ASCII first
+  const toAscii = (decoded: Buffer, at: number) => {
+    if (info.iso2022 && at === decoded.length && !iso2022AsciiAt(decoded, at)) lines[0].unshift(ESC_ASCII);
+  };
   if (part.encoding === 'quoted-printable') {
-    const enc = lines.map((u, i) => qpEncodeUnits(u, lb, i < lines.length - 1)).join(lb);
     let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpTail(body);
     let at = htmlInsertionPoint(tail.decoded, info.iso2022);
     if (at === tail.decoded.length && tail.from > 0) {
       tail = { decoded: decodeQP(body), from: 0 }; // nothing in the tail: look at the whole
       at = htmlInsertionPoint(tail.decoded, info.iso2022);
     }
+    toAscii(tail.decoded, at);
+    const enc = lines.map((u, i) => qpEncodeUnits(u, lb, i < lines.length - 1)).join(lb);
     if (at < tail.decoded.length) {
       const e = tail.from + qpEncodedOffset(body.subarray(tail.from), at);
       const prefix = e === 0 || body[e - 1] === 0x0a ? '' : '=' + lb;
@@ -244,6 +252,7 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
 
   const decoded = decodeBody(part, body);
   const at = htmlInsertionPoint(decoded, info.iso2022);
+  toAscii(decoded, at);
   const raw = lines.map((u) => Buffer.concat(u));
   if (part.encoding === 'base64') {
     const ins = joinLines(raw, detectLineBreak(decoded, lb));
@@ -253,7 +262,7 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
   const problem = rawLineProblem(raw, boundaries);
   if (problem) return { ok: false, why: problem };
   // joined into the line around </body> the result may pass 998 bytes: then the footer gets lines of its own
-  const lineStart = decoded.lastIndexOf(0x0a, at - 1) + 1;
+  const lineStart = at > 0 ? decoded.lastIndexOf(0x0a, at - 1) + 1 : 0; // lastIndexOf(x, -1) would search from the end
   const nl = decoded.indexOf(0x0a, at);
   const lineEnd = nl < 0 ? decoded.length : nl > 0 && decoded[nl - 1] === 0x0d ? nl - 1 : nl;
   const head = at - lineStart + raw[0].length;

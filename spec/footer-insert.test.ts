@@ -11,7 +11,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { analyzeMessage, isClassifierPart } from '../lib/mime-structure.js';
 import { chooseTargets, hasMarker, planRewrite, rewriteMessage, RewriteRefused, type Targets } from '../lib/footer-insert.js';
 import { appendTextFooter, insertHtmlFooter } from '../lib/part-footer.js';
-import { decodeQP } from '../lib/part-codec.js';
+import { charsetInfo, decodeQP } from '../lib/part-codec.js';
 import { Spool } from '../lib/spool.js';
 import type { MessageStructure, MimePart } from '../lib/types.js';
 import { CORPUS_DIR, CORPUS_SKIP_MESSAGE, corpusFile, expectedRows } from './helpers/corpus.js';
@@ -198,12 +198,15 @@ test('quoted-printable text: existing encoded lines untouched, soft break at the
   assert.equal(body(appendTextFooter(p, Buffer.from('line\r\n'), f, '\r\n', [])), 'line\r\n\r\nFooter\r\n');
   assert.equal(body(appendTextFooter(p, Buffer.from('soft then break=\r\n'), f, '\r\n', [])), 'soft then break=\r\n\r\n\r\nFooter');
   assert.equal(body(appendTextFooter(p, Buffer.from(''), f, '\r\n', [])), 'Footer');
-  for (const b of ['a=\r\nb', 'a soft end=', 'line\r\n', 'soft then break=\r\n', 'x\r\n\r\n']) {
+  // bodies that decode to nothing still leave a physical line open: it is ended before the footer
+  assert.equal(body(appendTextFooter(p, Buffer.from('='), f, '\r\n', [])), '=\r\nFooter');
+  assert.equal(body(appendTextFooter(p, Buffer.from('  '), f, '\r\n', [])), '  \r\nFooter');
+  for (const b of ['a=\r\nb', 'a soft end=', 'line\r\n', 'soft then break=\r\n', 'x\r\n\r\n', '=', '= ', '  ', '=\r\n']) {
     const r = appendTextFooter(p, Buffer.from(b), f, '\r\n', []);
     assert.ok(r.ok);
     const decoded = decodeQP(r.body).toString('latin1');
     assert.ok(decoded.startsWith(decodeQP(Buffer.from(b)).toString('latin1')), b);
-    assert.match(decoded, /(?:^|\r\n\r\n)Footer(?:\r\n)?$/, b);
+    assert.match(decoded, /(?:^(?:\r\n)?|\r\n\r\n)Footer(?:\r\n)?$/, b); // blanks alone: a blank line first
   }
 });
 
@@ -247,6 +250,8 @@ test('charsets: latin1 gets latin1 bytes, us-ascii and 7bit get transliteration,
   assert.ok(ascii7.ok && ascii7.body.equals(Buffer.from('x\r\n\r\nReunion - ok\r\n')));
   const html = insertHtmlFooter(part({ contentType: 'text/html', charset: 'us-ascii' }), Buffer.from('<body></body>'), `<b>${f}</b>`, '\r\n', []);
   assert.ok(html.ok && html.body.toString() === '<body><b>R&#233;union &#8211; &#10003; ok</b></body>');
+  // EBCDIC, however spelled, is not ASCII-compatible: target choice gives such a part no footer
+  for (const cs of ['IBM037', 'IBM-037', 'cp037', 'ibm-1047', 'x-EBCDIC-International']) assert.equal(charsetInfo(cs).compatible, false, cs);
   const sjis = appendTextFooter(part({ charset: 'shift_jis', encoding: '8bit' }), Buffer.from('x'), '会議 ok', '\r\n', []);
   assert.ok(sjis.ok && sjis.body.equals(Buffer.from([0x78, 0x0d, 0x0a, 0x0d, 0x0a, 0x89, 0xef, 0x8b, 0x63, 0x20, 0x6f, 0x6b])));
 });
@@ -257,6 +262,28 @@ test('ISO-2022-JP: appended ASCII is switched to ASCII mode when the body ends i
   assert.ok(open.ok && open.body.toString('latin1').endsWith('\r\n\r\n\x1b(BFooter'));
   const closed = appendTextFooter(p, Buffer.from('\x1b$B2q5D\x1b(B', 'latin1'), 'Footer', '\r\n', []);
   assert.ok(closed.ok && closed.body.toString('latin1').endsWith('\r\n\r\nFooter'));
+  // HTML with nothing to go before: the same switch, in 7bit and in quoted-printable
+  for (const encoding of ['7bit', 'quoted-printable']) {
+    const html = insertHtmlFooter(part({ contentType: 'text/html', charset: 'iso-2022-jp', encoding }), Buffer.from('<p>\x1b$B2q5D', 'latin1'), '<div>F</div>', '\r\n', []);
+    assert.ok(html.ok);
+    const decoded = encoding === '7bit' ? html.body : decodeQP(html.body);
+    assert.equal(decoded.toString('latin1'), '<p>\x1b$B2q5D\x1b(B<div>F</div>', encoding);
+  }
+});
+
+test('ISO-2022-JP HTML: only ASCII-mode </body> counts, found in one pass even with thousands of JIS-mode look-alikes', () => {
+  const p = part({ contentType: 'text/html', charset: 'iso-2022-jp', encoding: '7bit' });
+  const src = Buffer.from(`<html><body>x</body>\x1b$B${'</body>'.repeat(40_000)}\x1b(B</html>`, 'latin1');
+  const t0 = performance.now();
+  const r = insertHtmlFooter(p, src, '<div>F</div>', '\r\n', []);
+  const ms = performance.now() - t0;
+  assert.ok(r.ok);
+  const out = r.body.toString('latin1');
+  assert.ok(out.indexOf('<div>F</div>') < out.indexOf('</body>'), 'before the ASCII-mode </body>');
+  // (on lines of its own: the source is one line of 280 KB)
+  assert.equal(out.replace('\r\n<div>F</div>\r\n', ''), src.toString('latin1'));
+  // a scan from the start per look-alike took seconds here (40 000 × 280 KB); one pass takes milliseconds
+  assert.ok(ms < 500, `${ms.toFixed(0)} ms`);
 });
 
 test('format=flowed footer lines are space-stuffed, and a dropped character takes its space along', () => {
@@ -281,6 +308,10 @@ test('html in 7bit/8bit: a line that would pass 998 bytes gets the footer on lin
   const r = insertHtmlFooter(part({ contentType: 'text/html', encoding: '8bit' }), Buffer.from(src), `<div>${'z'.repeat(200)}</div>`, '\r\n', []);
   assert.ok(r.ok);
   assert.equal(r.body.toString(), `<html><body>${'y'.repeat(900)}\r\n<div>${'z'.repeat(200)}</div>\r\n</body></html>`);
+  // </body> first in the body, a long line after it: the line it joins is measured from the body's start
+  const first = insertHtmlFooter(part({ contentType: 'text/html', encoding: '8bit' }), Buffer.from(`</body>${'x'.repeat(850)}\r\n<p>more</p>`), `<div>${'z'.repeat(200)}</div>`, '\r\n', []);
+  assert.ok(first.ok);
+  assert.ok(first.body.toString().split('\r\n').every((l) => l.length <= 998), 'no line over 998');
 });
 
 // ----- target choice and the stream API ------------------------------------------------------------
