@@ -2,11 +2,12 @@
 // In: the raw message in chunks of any size. Out: `candidate` — false means the message is
 // relayed untouched without any MIME parsing (the fast path for most mail). Only header blocks
 // are matched: the message's own and those of its MIME parts; body text is skipped.
-// Fails: never; a false positive only costs one structure pass, and the words it looks for
-// (MIME types, TNEF names, Content-Class) are never encoded in a MIME header.
+// Fails: never; a false positive only costs one structure pass. MIME types and Content-Class are
+// never encoded in a header; a file name may be (RFC 2231 "name*=", "name*0="; an RFC 2047 encoded
+// word, which mail clients write although the RFC forbids it), so any encoded name counts too.
 
 /** Anything a calendar classifier could act on, in a header block. Matched case-insensitively. */
-const SIGNALS = /text\/calendar|application\/ics|\.ics\b|ms-tnef|winmail\.dat|content-class/i;
+const SIGNALS = /text\/calendar|application\/ics|\.ics\b|ms-tnef|winmail\.dat|content-class|name\*[0-9]*\*?\s*=|name\s*=\s*"?\s*=\?/i;
 
 export interface ScanResult {
   candidate: boolean;

@@ -42,6 +42,11 @@ describe('cheap scan', () => {
     assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', prose)).candidate, false, 'words in body text are not part headers');
     const nested = '--o\nContent-Type: multipart/alternative; boundary="i"\n\n--i\nContent-Type: text/plain\n\nhi\n--i\nContent-Type: application/octet-stream;\n name="invite.ics"\n\nQkVHSU4=\n--i--\n--o--\n';
     assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="o"', nested)).candidate, true, 'an inner part header');
+    // an encoded file name may hide ".ics": RFC 2231 (whole or in sections) and RFC 2047 words count
+    for (const name of ['name*=utf-8\'\'invite.i%63s', 'name*0="invite.i"; name*1="cs"', 'name="=?utf-8?B?aW52aXRlLmljcw==?="']) {
+      const octet = `--b\nContent-Type: text/plain\n\nsee attached\n--b\nContent-Type: application/octet-stream;\n ${name}\n\nQkVHSU4=\n--b--\n`;
+      assert.equal(scanBuffer(mail('From: a@example.org\nContent-Type: multipart/mixed; boundary="b"', octet)).candidate, true, name);
+    }
   });
 
   test('a calendar part after a 5 MB attachment is found, in 64 KB chunks as in 1 MB ones', () => {
