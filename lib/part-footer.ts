@@ -96,14 +96,21 @@ function qpTail(body: Buffer): { decoded: Buffer; from: number } {
 }
 
 /** Index of the last match of `re` in `buf`, looking at the tail first; -1 when there is none. */
-function lastMatch(buf: Buffer, re: RegExp): number {
+function lastMatch(buf: Buffer, re: RegExp, ok: (at: number) => boolean = () => true): number {
   // a match that lies wholly in the tail is the last one; one cut by the tail's start leaves none there
   for (const from of buf.length > TAIL ? [buf.length - TAIL, 0] : [0]) {
-    let last = -1;
-    for (const m of buf.toString('latin1', from).matchAll(re)) last = m.index ?? -1;
-    if (last >= 0) return from + last;
+    const hits = [...buf.toString('latin1', from).matchAll(re)].map((m) => from + (m.index ?? 0));
+    for (let k = hits.length - 1; k >= 0; k--) if (ok(hits[k]!)) return hits[k]!;
   }
   return -1;
+}
+
+/** True when byte `at` lies inside an HTML comment (`<!-- … -->`, also Outlook's `<!--[if mso]>`). */
+function inComment(html: Buffer, at: number): boolean {
+  const open = html.lastIndexOf('<!--', at);
+  if (open < 0) return false;
+  const close = html.indexOf('-->', open + 4);
+  return close < 0 || close + 3 > at;
 }
 
 /** Lines of `units` that would break the message if written raw: too long, or read as a delimiter. */
@@ -192,11 +199,15 @@ function joinLines(lines: Buffer[], lb: LineBreak): Buffer {
   return Buffer.concat(out);
 }
 
-/** Where the HTML footer goes: before the last </body>, else the last </html>, else the end. */
+/**
+ * Where the HTML footer goes: before the last </body>, else the last </html>, else the end. A tag
+ * inside a comment does not count (a footer there would never show).
+ */
 export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
+  const visible = (at: number) => !inComment(html, at);
   for (const re of [/<\/body\s*>/gi, /<\/html\s*>/gi]) {
     if (!iso2022) {
-      const at = lastMatch(html, re);
+      const at = lastMatch(html, re, visible);
       if (at >= 0) return at;
       continue;
     }
@@ -204,7 +215,7 @@ export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
     // modes of all hits in one pass: a scan from the start per hit is quadratic in hostile input)
     const hits = [...html.toString('latin1').matchAll(re)].map((m) => m.index ?? 0);
     const ascii = iso2022AsciiAtEach(html, hits);
-    for (let k = hits.length - 1; k >= 0; k--) if (ascii[k]) return hits[k];
+    for (let k = hits.length - 1; k >= 0; k--) if (ascii[k] && visible(hits[k])) return hits[k];
   }
   return html.length;
 }

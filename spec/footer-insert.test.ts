@@ -232,6 +232,17 @@ test('quoted-printable html: inserted with soft breaks right before </body>, eve
   assert.ok(r.body.toString('latin1').startsWith('<p>caf=C3=A9</p>=\r\n'));
 });
 
+test('html: a </body> or </html> inside a comment is not where the footer goes', () => {
+  const p = part({ contentType: 'text/html', encoding: '8bit' });
+  const cases: Array<[string, string]> = [
+    ['<html><body>x</body></html><!-- </body> -->', '<html><body>x<div>F</div></body></html><!-- </body> -->'],
+    ['<html><body>x<!--[if mso]></body><![endif]--></body></html>', '<html><body>x<!--[if mso]></body><![endif]--><div>F</div></body></html>'],
+    ['<p>x</p><!-- </html> unclosed', '<p>x</p><!-- </html> unclosed<div>F</div>'],
+    ['<!-- a --><p>x</p></body>', '<!-- a --><p>x</p><div>F</div></body>'],
+  ];
+  for (const [src, want] of cases) assert.equal(body(insertHtmlFooter(p, Buffer.from(src), '<div>F</div>', '\r\n', [])), want, src);
+});
+
 test('base64: the original line length is kept', () => {
   const text = Buffer.from('x'.repeat(200)).toString('base64');
   const b64 = text.match(/.{1,60}/g)!.join('\r\n');
