@@ -368,6 +368,16 @@ export class MilterSession {
     if (tx.envelope.to.length === 0) return { kind: 'unchanged', decision: 'no recipients', plan: null };
     const config = { ...this.deps.config, spool_memory_limit: this.deps.settings.spoolMemoryLimit } as Config;
     const plan = await planDelivery({ config, log: this.deps.log, hooks }, tx.envelope, reader, tx.scanner.result(), tx.id);
+    try {
+      return await this.decideOnPlan(tx, plan);
+    } catch (err) {
+      // the caller only sees the error: the rewritten copy (maybe a file) goes here
+      await disposePlan(plan);
+      throw err;
+    }
+  }
+
+  private async decideOnPlan(tx: Tx, plan: DeliveryPlan): Promise<Decision> {
     const defer = plan.groups.find((g) => g.defer)?.defer;
     if (defer) return { kind: 'tempfail', decision: plan.decision, plan, reply: defer };
     const bodies = plan.groups.filter((g) => g.body !== null);
