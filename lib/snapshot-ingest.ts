@@ -80,6 +80,11 @@ export function expiry(lastEndMs: number | null, receivedMs: number, graceDays: 
   return { expireAt: Math.min(Math.max(last, received) + graceDays * DAY_S, cap), lastEnd: last };
 }
 
+/** The organizer as the store compares it: the address without mailto:, lower case ('' when none). */
+function organizerKey(address: string | undefined): string {
+  return (address ?? '').trim().replace(/^mailto:/i, '').toLowerCase();
+}
+
 export class WebViewLinks {
   readonly store: SnapshotStore;
   constructor(private readonly s: WebSettings, private readonly log: LogFn, private readonly dryRun: boolean, store?: SnapshotStore) {
@@ -125,7 +130,7 @@ export class WebViewLinks {
         if (left <= 0) throw new Error(`no time left within ${this.s.storeTimeoutMs} ms`);
         await this.store.ingest({
           r, rid, evkey, recur: ev?.recurrenceId ?? '', seq: ev?.sequence ?? 0, stamp: ev?.stamp ?? '', method: facts.method,
-          range: ev?.thisAndFuture ? 'THISANDFUTURE' : '', expireAt, lastEnd, maxEvents: this.s.maxEvents,
+          range: ev?.thisAndFuture ? 'THISANDFUTURE' : '', org: organizerKey(ev?.organizer?.address), expireAt, lastEnd, maxEvents: this.s.maxEvents,
           pruneBefore: Math.floor(now / 1000) - this.s.graceDays * DAY_S, fields,
         }, left);
         const token = mintViewToken(this.s.tokenKeys, this.s.tokenKid, r, rid);

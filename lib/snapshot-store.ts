@@ -28,6 +28,14 @@ export interface IngestArgs {
   method: string;
   /** 'THISANDFUTURE' for such a CANCEL, else ''. */
   range: string;
+  /**
+   * The ORGANIZER's address, lower case without mailto: ('' when none). The first version that names
+   * one binds the event to it: a later version from another organizer is stored (its own link works)
+   * but never becomes current and its CANCEL cancels nothing, so whoever learned the UID (any other
+   * attendee) cannot take over the recipient's page or redirect the RSVP (RFC 5546 §2.1.5: only the
+   * organizer updates or cancels).
+   */
+  org: string;
   /** Unix seconds. */
   expireAt: number;
   /** Agenda score: end of the last occurrence (Unix seconds; expireAt for endless series). */
@@ -64,15 +72,18 @@ export interface SnapshotStore {
 
 const INGEST_LUA = `
 local n = #ARGV
-redis.call('HSET', KEYS[1], unpack(ARGV, 12, n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 13, n))
 redis.call('EXPIREAT', KEYS[1], ARGV[2])
 local p = 'cur'
 if ARGV[5] ~= '' then p = 'x:' .. ARGV[5] end
-local cur = redis.call('HMGET', KEYS[2], p .. ':seq', p .. ':stamp')
+local cur = redis.call('HMGET', KEYS[2], p .. ':seq', p .. ':stamp', 'org')
 local seq = tonumber(ARGV[3])
-local newer = (not cur[1]) or seq > tonumber(cur[1]) or (seq == tonumber(cur[1]) and ARGV[4] >= (cur[2] or ''))
+local org = ARGV[12]
+local bound = cur[3] and cur[3] ~= ''
+local newer = ((not bound) or cur[3] == org) and ((not cur[1]) or seq > tonumber(cur[1]) or (seq == tonumber(cur[1]) and ARGV[4] >= (cur[2] or '')))
 if newer then
   redis.call('HSET', KEYS[2], p, ARGV[1], p .. ':seq', ARGV[3], p .. ':stamp', ARGV[4], p .. ':method', ARGV[6])
+  if (not bound) and org ~= '' then redis.call('HSET', KEYS[2], 'org', org) end
   if ARGV[6] == 'CANCEL' then
     local how = '1'
     if ARGV[11] ~= '' then how = ARGV[11] end
@@ -120,7 +131,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   async ingest(a: IngestArgs, timeoutMs: number): Promise<boolean> {
     const pairs = Object.entries(a.fields).flat();
     const r = await this.h.script(timeoutMs, INGEST_LUA, [this.k.snap(a.r, a.rid), this.k.ev(a.r, a.evkey), this.k.agenda(a.r)],
-      [a.rid, a.expireAt, a.seq, a.stamp, a.recur, a.method, a.evkey, a.lastEnd, a.maxEvents, a.pruneBefore, a.range, ...pairs]);
+      [a.rid, a.expireAt, a.seq, a.stamp, a.recur, a.method, a.evkey, a.lastEnd, a.maxEvents, a.pruneBefore, a.range, a.org, ...pairs]);
     return Number(r) === 1;
   }
   async snapshot(r: string, rid: string) { return toFields(await this.h.call(this.readMs, 'HGETALL', this.k.snap(r, rid))); }
@@ -180,9 +191,12 @@ export class MemorySnapshotStore implements SnapshotStore {
     const f = ev.fields!;
     const p = a.recur === '' ? 'cur' : `x:${a.recur}`;
     const curSeq = f[`${p}:seq`];
-    const newer = curSeq === undefined || a.seq > Number(curSeq) || (a.seq === Number(curSeq) && a.stamp >= (f[`${p}:stamp`] ?? ''));
+    const bound = (f.org ?? '') !== '';
+    const newer = (!bound || f.org === a.org) &&
+      (curSeq === undefined || a.seq > Number(curSeq) || (a.seq === Number(curSeq) && a.stamp >= (f[`${p}:stamp`] ?? '')));
     if (newer) {
       Object.assign(f, { [p]: a.rid, [`${p}:seq`]: String(a.seq), [`${p}:stamp`]: a.stamp, [`${p}:method`]: a.method });
+      if (!bound && a.org !== '') f.org = a.org;
       if (a.method === 'CANCEL') f[`${p}:cancelled`] = a.range || '1';
       else delete f[`${p}:cancelled`];
     }

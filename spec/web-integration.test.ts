@@ -162,6 +162,20 @@ test('update → old link says a newer version exists; cancel → struck through
   assert.equal(mta.messages.length, n + 1);
 });
 
+test('an update or cancel with the same UID from another organizer never takes over the page', async () => {
+  const uid = 'web-takeover-1@example.org';
+  const mallory = (cal: string) => cal.replace('mailto:olga@example.org', 'mailto:mallory@evil.example');
+  const legit = await send(inviteMail(ics({ ...FUTURE, uid, sequence: 0, summary: 'Budget' }), { messageId: 't0@example.org' }));
+  const evil = await send(inviteMail(mallory(ics({ ...FUTURE, uid, sequence: 7, summary: 'Budget (moved)' })), { messageId: 't1@example.org' }));
+  await send(inviteMail(mallory(ics({ ...FUTURE, uid, sequence: 8, method: 'CANCEL', status: 'CANCELLED', summary: 'Budget' })), { messageId: 't2@example.org' }));
+  assert.ok(legit && evil && legit !== evil);
+  const page = await (await get(legit)).text();
+  assert.doesNotMatch(page, /newer version/);
+  assert.doesNotMatch(page, /Cancelled by the organizer/);
+  assert.match(page, /action="[^"]*\/rsvp"/, 'the reply form stays, addressed to the real organizer');
+  assert.doesNotMatch(page, /mallory/);
+});
+
 test('scanner simulation: GET and HEAD every link many times → no mail, no state change', async () => {
   const link = await send(inviteMail(ics({ ...FUTURE, uid: 'scan-1@example.org' }), { messageId: 'scan@example.org' }));
   assert.ok(link);

@@ -143,8 +143,8 @@ test('TTL: last occurrence plus grace, capped; endless series get the cap', () =
 
 async function supersede(store: SnapshotStore, name: string): Promise<void> {
   const r = recipientTag(S.rcptKey, `${name}@example.net`);
-  const base = (rid: string, seq: number, stamp: string, method = 'REQUEST', recur = '', range = ''): IngestArgs => ({
-    r, rid, evkey: 'ev1', recur, seq, stamp, method, range, expireAt: Math.floor(Date.now() / 1000) + 3600,
+  const base = (rid: string, seq: number, stamp: string, method = 'REQUEST', recur = '', range = '', org = 'olga@example.org'): IngestArgs => ({
+    r, rid, evkey: 'ev1', recur, seq, stamp, method, range, org, expireAt: Math.floor(Date.now() / 1000) + 3600,
     lastEnd: Math.floor(Date.now() / 1000) + 600, maxEvents: 10, pruneBefore: 0, fields: { kind: 'request', meth: method, evkey: 'ev1', recur },
   });
   assert.equal(await store.ingest(base('a', 0, '20261101T000000Z'), 1000), true, 'first');
@@ -153,6 +153,15 @@ async function supersede(store: SnapshotStore, name: string): Promise<void> {
   assert.equal(await store.ingest(base('d', 2, '20261101T000000Z'), 1000), false, 'same SEQUENCE, older DTSTAMP');
   assert.equal(await store.ingest(base('e', 2, '20261104T000000Z'), 1000), true, 'same SEQUENCE, newer DTSTAMP');
   assert.equal((await store.event(r, 'ev1'))?.cur, 'e');
+  // another organizer with the same UID (any other attendee knows it): stored, never current, cancels nothing
+  assert.equal(await store.ingest(base('m1', 9, '20261109T000000Z', 'REQUEST', '', '', 'mallory@evil.example'), 1000), false, 'update from another organizer');
+  assert.equal(await store.ingest(base('m2', 9, '20261109T000000Z', 'CANCEL', '', '', 'mallory@evil.example'), 1000), false, 'CANCEL from another organizer');
+  assert.equal(await store.ingest(base('m3', 9, '20261109T000000Z', 'CANCEL', '20261210T090000', '', ''), 1000), false, 'an instance CANCEL naming no organizer');
+  const bound = (await store.event(r, 'ev1'))!;
+  assert.equal(bound.cur, 'e');
+  assert.equal(bound['cur:cancelled'], undefined);
+  assert.equal(bound.org, 'olga@example.org');
+  assert.ok(await store.snapshot(r, 'm1'), 'the foreign version is kept under its own link');
   assert.equal(await store.ingest(base('f', 3, '20261105T000000Z', 'CANCEL', '20261210T090000'), 1000), true, 'instance CANCEL');
   let ev = (await store.event(r, 'ev1'))!;
   assert.equal(ev['x:20261210T090000:cancelled'], '1');
