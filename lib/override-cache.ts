@@ -65,8 +65,10 @@ export class OverrideCache {
   }
 
   /**
-   * key: that entry, null: every entry must be fetched again. The old values stay only as the stale
-   * fallback for a Redis that fails right now; an answer still in flight is not cached.
+   * key: that entry changed (an admin's set/unset): it is dropped, so a Redis that fails right now
+   * gives the fallback, never the value known to be replaced. null: every entry must be fetched
+   * again (after a reconnect; nothing is known to have changed): the old values stay as the stale
+   * fallback. An answer still in flight is not cached as fresh.
    */
   invalidate(key: string | null): void {
     this.generation++;
@@ -76,8 +78,7 @@ export class OverrideCache {
       // A reconnect notification: Redis is probably back, so let the next lookup probe right away.
       this.nextProbeAt = 0;
     } else {
-      const e = this.entries.get(key);
-      if (e) e.expires = 0;
+      this.entries.delete(key);
       this.inflight.delete(key);
     }
   }

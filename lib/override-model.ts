@@ -146,8 +146,15 @@ export function encodeOverride(o: Override): string {
   return JSON.stringify({ v: OVERRIDE_VERSION, ...canonicalOverride(o) });
 }
 
+/**
+ * Longest stored value read or written: an override is a server and a template, a few hundred bytes;
+ * a longer value is corrupt, and reading a huge one would hold up every lookup queued behind it.
+ */
+export const MAX_OVERRIDE_BYTES = 4096;
+
 /** Stored JSON → Override; throws OverrideDataError with the reason for anything else. */
 export function decodeOverride(raw: string): Override {
+  if (Buffer.byteLength(raw) > MAX_OVERRIDE_BYTES) throw new OverrideDataError(`longer than ${MAX_OVERRIDE_BYTES} bytes`);
   let data: unknown;
   try {
     data = JSON.parse(raw);

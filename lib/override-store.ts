@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import type * as IoRedis from 'ioredis';
 import type { LogFn } from './log.js';
 import { parseRedisUrl, redact, type RedisTarget } from './override-config.js';
-import { checkOverride, decodeOverride, encodeOverride, OverrideDataError, type Override } from './override-model.js';
+import { checkOverride, decodeOverride, encodeOverride, MAX_OVERRIDE_BYTES, OverrideDataError, type Override } from './override-model.js';
 
 export type { Override } from './override-model.js';
 
@@ -70,7 +70,7 @@ function notify(listeners: Set<Listener>, key: string | null): void {
 function checked(value: Override): Override {
   const why = checkOverride(value);
   if (why) throw new OverrideDataError(why);
-  return decodeOverride(encodeOverride(value));
+  return decodeOverride(encodeOverride(value)); // also refuses a value over MAX_OVERRIDE_BYTES
 }
 
 /** Embedded default: lives and dies with the process, so `serve` runs without Redis. */
@@ -217,16 +217,35 @@ export class RedisOverrideStore implements OverrideStore {
   }
 
   private decode(key: string, raw: string | null): Override | null {
-    if (raw === null) return null;
+    if (raw === null || raw === '') return null; // GETRANGE answers "" for a missing key
     try {
       return decodeOverride(raw);
     } catch (err) {
-      const seen = `${key}\0${raw}`;
-      if (!this.corruptSeen.has(seen)) {
-        if (this.corruptSeen.size >= CORRUPT_MEMORY) this.corruptSeen.clear();
-        this.corruptSeen.add(seen);
-        this.log('redis.corrupt', { key: this.prefix + key, reason: (err as Error).message, note: 'ignored; treated as no override' });
-      }
+      this.corrupt(key, raw, (err as Error).message);
+      return null;
+    }
+  }
+
+  /** Logs a corrupt value once per key and content (remembered by hash: the value may be large). */
+  private corrupt(key: string, raw: string, reason: string): void {
+    const seen = `${key}\0${createHash('sha256').update(raw).digest('base64')}`;
+    if (this.corruptSeen.has(seen)) return;
+    if (this.corruptSeen.size >= CORRUPT_MEMORY) this.corruptSeen.clear();
+    this.corruptSeen.add(seen);
+    this.log('redis.corrupt', { key: this.prefix + key, reason, note: 'ignored; treated as no override' });
+  }
+
+  /**
+   * The stored text of one key, at most MAX_OVERRIDE_BYTES + 1 bytes of it (so a huge value cannot
+   * hold up the lookups queued behind it; it reads as corrupt). A key of another type (WRONGTYPE) is
+   * corrupt data about that key, not a Redis outage: it must not make every other lookup fall back.
+   */
+  private async readRaw(key: string): Promise<string | null> {
+    try {
+      return await this.client.getrange(this.prefix + key, 0, MAX_OVERRIDE_BYTES);
+    } catch (err) {
+      if (!/^WRONGTYPE/.test((err as Error).message)) throw err;
+      this.corrupt(key, 'WRONGTYPE', 'not a string value (WRONGTYPE)');
       return null;
     }
   }
@@ -236,7 +255,7 @@ export class RedisOverrideStore implements OverrideStore {
   }
 
   get(key: string): Promise<Override | null> {
-    return this.bounded('get', async () => this.decode(key, await this.client.get(this.prefix + key)));
+    return this.bounded('get', async () => this.decode(key, await this.readRaw(key)));
   }
 
   async set(key: string, value: Override): Promise<void> {
@@ -270,7 +289,7 @@ export class RedisOverrideStore implements OverrideStore {
         if (fresh.length === 0) continue;
         // MGET needs one hash slot in a Cluster; there, single GETs routed by the client.
         const values = this.client instanceof ioredis().Cluster
-          ? await Promise.all(fresh.map((k) => this.bounded('get', () => this.client.get(k))))
+          ? await Promise.all(fresh.map((k) => this.bounded('get', () => this.readRaw(k.slice(this.prefix.length)))))
           : await this.bounded('mget', () => (this.client as Redis).mget(...fresh));
         for (let i = 0; i < fresh.length; i++) {
           const key = (fresh[i] as string).slice(this.prefix.length);

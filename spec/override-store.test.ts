@@ -119,6 +119,29 @@ test('a corrupt value is ignored (read as absent) with one log line, however oft
   await redis.cli('FLUSHALL');
 });
 
+test('a key of another type or a huge value is corrupt data about that key, not an outage: other lookups are unaffected', async () => {
+  const logs: Array<[string, Record<string, unknown> | undefined]> = [];
+  const s = open((e, f) => logs.push([e, f]), 2000);
+  assert.equal(await s.ready(3000), true);
+  await redis.cli('HSET', `${PREFIX}hash@example.org`, 'server', 'x.example.org');
+  await redis.cli('SET', `${PREFIX}huge@example.org`, `{"v":1,"server":"ok.example.org","pad":"${'x'.repeat(100_000)}"}`);
+  await s.set('good@example.org', { server: 'ok.example.org' });
+  const cache = new OverrideCache(s, { ttlMs: 0, maxEntries: 100, fallback: 'tempfail' }, (e, f) => logs.push([e, f]));
+  for (let i = 0; i < 5; i++) {
+    assert.deepEqual(await cache.lookup('hash@example.org'), { ok: true, value: null, stale: false, from: 'store' });
+    assert.deepEqual(await cache.lookup('huge@example.org'), { ok: true, value: null, stale: false, from: 'store' });
+    assert.deepEqual(await cache.lookup('good@example.org'), { ok: true, value: { server: 'ok.example.org' }, stale: false, from: 'store' });
+  }
+  assert.equal(cache.down, false);
+  assert.deepEqual(logs.filter(([e]) => e === 'redis.down'), []);
+  assert.deepEqual(logs.filter(([e]) => e === 'redis.corrupt').map(([, f]) => f?.key).sort(), [`${PREFIX}hash@example.org`, `${PREFIX}huge@example.org`]);
+  assert.deepEqual(await collect(s), { 'good@example.org': { server: 'ok.example.org' } }, 'list skips both');
+  // the admin side refuses what would read back as corrupt
+  await assert.rejects(s.set('long@example.org', { server: 'ok.example.org', urlTemplate: `https://{server}/${'a'.repeat(5000)}` }), OverrideDataError);
+  cache.close();
+  await redis.cli('FLUSHALL');
+});
+
 test('a change made through one instance reaches another instance\'s cache within a second (pub/sub)', async () => {
   const a = open(undefined, 2000);
   const b = open();
@@ -179,10 +202,17 @@ test('Redis killed: cached values (even stale), else the fallback; one redis.dow
   await sleep(100); // the set's own change notification has arrived
   const caches = (['site', 'none', 'tempfail'] as const).map((fallback) => new OverrideCache(s, { ttlMs: 100, maxEntries: 100, fallback, probeIntervalMs: 200 }, log));
   for (const c of caches) assert.deepEqual(await c.lookup('cached@example.org'), { ok: true, value: { server: 'cached.example.org' }, stale: false, from: 'store' });
+  // an override the admin then removes: known to be replaced, it is never served stale
+  await writer.set('changed@example.org', { off: true });
+  await until('the site cache sees it', 1000, async () => ((r) => (r.ok && r.value?.off ? r : undefined))(await caches[0]!.lookup('changed@example.org')));
+  await writer.unset('changed@example.org');
+  await sleep(200); // the unset's notification has arrived
   await sleep(150); // the cached entries are now past their TTL
 
   await redis.kill();
   const [site] = caches;
+  const removed = await site!.lookup('changed@example.org');
+  assert.ok(!removed.ok && removed.fallback === 'site', `the fallback, not the removed value: ${JSON.stringify(removed)}`);
   const answers: CacheLookup[] = [];
   const t0 = Date.now();
   for (let i = 0; i < 50; i++) {
