@@ -161,7 +161,15 @@ function lookupKey(keys: Map<string, Buffer> | Record<string, Buffer>, kid: stri
  */
 export function verifyToken(token: string, keys: Map<string, Buffer> | Record<string, Buffer>, expect: VerifyExpect = {}): VerifyResult {
   const fail = (reason: VerifyFailure): VerifyResult => ({ ok: false, reason });
+  // A web server may hand over request values as they come (a repeated query parameter is an array,
+  // a missing one null): an answer of false, never an exception, whatever the caller passes.
+  expect ??= {};
   if (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS) return fail('malformed');
+  if (keys === null || typeof keys !== 'object') return fail('unknown-key');
+  const notString = (v: unknown) => v !== undefined && typeof v !== 'string';
+  if (notString(expect.recipient) || notString(expect.uid) || notString(expect.messageId) || (expect.recurrenceId !== null && notString(expect.recurrenceId))) {
+    return fail('mismatch');
+  }
   const dot = token.indexOf('.');
   const kid = token.slice(0, dot);
   const b64 = token.slice(dot + 1);

@@ -55,6 +55,8 @@ export function checkTemplate(template: string, opts: { token?: boolean } = {}):
   const literal = template.replace(PLACEHOLDER_RE, '');
   if (/[{}]/.test(literal)) return 'unbalanced "{" or "}" in the URL template';
   if (NOT_URL_SAFE_RE.test(literal)) return 'the URL template contains whitespace, control or non-ASCII characters (percent-encode them)';
+  // browsers read "\" as "/": a value of ".." after one would climb out of the template's path
+  if (literal.includes('\\')) return 'the URL template contains "\\" (browsers read it as "/"; write %5C)';
   const servers = names.filter((n) => n === 'server').length;
   if (servers > 1) return '{server} may appear only once';
   if (servers === 1) {

@@ -152,6 +152,19 @@ test('binding: recipient (case-insensitive, brackets ignored), uid, recurrence-i
   assert.deepEqual(verifyToken(noUid, keys, { now: NOW, messageId: 'calendar-1234@google.com' }), { ok: false, reason: 'mismatch' });
 });
 
+test('whatever the caller passes (request values as they come: arrays, null), an answer and never an exception', () => {
+  const t = mintToken(base);
+  const loose = (e: unknown, k: unknown = keys) => verifyToken(t, k as typeof keys, e as Parameters<typeof verifyToken>[2]);
+  assert.deepEqual(loose({ now: NOW, recipient: [RCPT, RCPT] }), { ok: false, reason: 'mismatch' }, 'a repeated query parameter');
+  assert.deepEqual(loose({ now: NOW, recipient: null }), { ok: false, reason: 'mismatch' });
+  assert.deepEqual(loose({ now: NOW, uid: 42 }), { ok: false, reason: 'mismatch' });
+  assert.deepEqual(loose({ now: NOW, messageId: {} }), { ok: false, reason: 'mismatch' });
+  assert.deepEqual(loose({ now: NOW, recurrenceId: ['x'] }), { ok: false, reason: 'mismatch' });
+  assert.deepEqual(loose(null, null), { ok: false, reason: 'unknown-key' });
+  assert.deepEqual(verifyToken(t, undefined as never, undefined), { ok: false, reason: 'unknown-key' });
+  assert.equal(loose(null).ok, true, 'no expectations: only the MAC, expiry and scope');
+});
+
 test('no personal data in clear text: neither the address, its parts, the UID nor the Message-ID', () => {
   const t = mintToken({ ...base, recurrenceId: '20261201T100000Z' });
   const raw = Buffer.from(t.slice(3), 'base64url');

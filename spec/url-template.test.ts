@@ -124,6 +124,7 @@ test('templates: unknown placeholders are named; non-http and misplaced {server}
     ['https://{server}/x?u={}', /unknown placeholder \{\}/],
     ['https://{server}/x?u={uid', /unbalanced/],
     ['https://{server}/x?u=uid}', /unbalanced/],
+    ['https://good.example/a\\{uid}/x', /contains "\\"/],
     ['', /empty/],
     ['javascript:alert({uid})', /must start with http/],
     ['ftp://files.example/{uid}', /must start with http/],
