@@ -305,13 +305,20 @@ export class RedisOverrideStore implements OverrideStore {
     return () => this.listeners.delete(cb);
   }
 
+  /**
+   * False as soon as a connection attempt fails (refused, reset, no route), not only after
+   * timeoutMs: a `filter` run (one message per process, Exim's or Postfix's pipe) would otherwise wait
+   * the whole second for a Redis that is down, and then meet the fallback anyway.
+   */
   async ready(timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
     const isReady = (c: Redis | Cluster) => (c.status === 'ready' ? Promise.resolve(true) : new Promise<boolean>((resolve) => {
-      const done = (ok: boolean) => { clearTimeout(timer); c.off('ready', onReady); resolve(ok); };
+      const done = (ok: boolean) => { clearTimeout(timer); c.off('ready', onReady); c.off('error', onError); resolve(ok); };
       const onReady = () => done(true);
+      const onError = () => done(false);
       const timer = setTimeout(() => done(false), Math.max(0, until - Date.now()));
       c.once('ready', onReady);
+      c.once('error', onError);
     }));
     if (!(await isReady(this.client))) return false;
     // A Cluster is "ready" once it knows its slots; lookups need each master's own connection too.

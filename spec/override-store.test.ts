@@ -142,6 +142,14 @@ test('a key of another type or a huge value is corrupt data about that key, not 
   await redis.cli('FLUSHALL');
 });
 
+test('ready() answers false as soon as the connection is refused, not after its whole timeout', async () => {
+  const s = openOverrideStore('redis://127.0.0.1:1', { keyPrefix: PREFIX, timeoutMs: 50 }, () => undefined);
+  opened.push(s);
+  const t0 = Date.now();
+  assert.equal(await s.ready(5000), false);
+  assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms of the 5000 allowed`);
+});
+
 test('a change made through one instance reaches another instance\'s cache within a second (pub/sub)', async () => {
   const a = open(undefined, 2000);
   const b = open();
