@@ -154,7 +154,7 @@ export async function runOverrides(argv: string[], io: OverridesIo): Promise<num
       io.stderr.write(`overrides: ${event === 'redis.corrupt' ? `ignoring a corrupt value at ${String(fields?.key)}: ${String(fields?.reason)}` : `${event} ${JSON.stringify(fields ?? {})}`}\n`);
     });
     if (!(await store.ready(3000))) {
-      throw new Refusal(OVERRIDES_EXIT.unavailable, `cannot reach Redis at ${redact(s.redis)} within 3 s`);
+      throw new Refusal(OVERRIDES_EXIT.unavailable, `cannot reach Redis at ${redact(s.redis)} (the connection failed, or no answer within 3 s)`);
     }
     switch (args.command) {
       case 'set': {
