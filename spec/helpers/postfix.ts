@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './filter-process.js';
+import { until } from './until.js';
 
 const run = promisify(execFile);
 const FRAGMENTS = new URL('../../deploy/postfix/after-queue/', import.meta.url);
@@ -63,6 +64,11 @@ export interface PostfixInstance {
   queueIds(): Promise<string[]>;
   /** The whole maillog so far. */
   log(): Promise<string>;
+  /**
+   * For a failure message: the queue now, then the maillog's last lines (CI shows only the start
+   * of a long failure text, and the start of the whole log is Postfix starting up).
+   */
+  report(lines?: number): Promise<string>;
 }
 
 export interface PostfixOptions {
@@ -110,6 +116,33 @@ export interface PostfixRecipe {
  * Why the Postfix tests cannot run here, or undefined when they can. Under CI (CI set) this is
  * always undefined: CI must install Postfix (.ci/run), and a missing one must fail, not skip.
  */
+/**
+ * Mail held because the content filter on PORT is down: waits until Postfix logged, for the queue
+ * file that cleanup gave MESSAGE_ID, `attempts` delivery attempts that each deferred every one of
+ * its `recipients` with "connection refused" for that port, and answers the queue id. Read from
+ * the log, not from `postqueue -j`: between attempts the file moves between the deferred and the
+ * active queue, and a poll can miss the former. A flush every 3 s, because a queue scan that meets
+ * the file while it is still in delivery skips it and Postfix then waits far longer than the
+ * backoff times of this instance.
+ */
+export async function refusedWhileDown(postfix: PostfixInstance, messageId: string, port: number,
+  recipients: number, attempts: number, ms = 45_000): Promise<string> {
+  const id = await until(`Postfix to queue ${messageId}`, 15_000, async () =>
+    new RegExp(`: ([0-9A-Za-z]+): message-id=<${escape(messageId)}>$`, 'm').exec(await postfix.log())?.[1], () => postfix.report());
+  const refused = new RegExp(`: ${id}: to=<[^>]+>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${port}: Connection refused\\)$`, 'gm');
+  let flushed = Date.now();
+  await until(`${attempts} attempts to deliver ${messageId} that found the filter down`, ms, async () => {
+    if (((await postfix.log()).match(refused)?.length ?? 0) >= attempts * recipients) return true;
+    if (Date.now() - flushed > 3_000) { flushed = Date.now(); await postfix.flush(); }
+    return undefined;
+  }, () => postfix.report());
+  return id;
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 export function postfixSkipReason(): string | undefined {
   if (process.env.CI) return undefined;
   const probe = spawnSync('postconf', ['-d', '-h', 'mail_version'], { env: ENV, encoding: 'utf8' });
@@ -193,6 +226,11 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     queue,
     queueIds: async () => (await queue()).map((e) => e.queue_id),
     log: () => readFile(maillog, 'utf8').catch(() => ''),
+    report: async (lines = 60) => {
+      const q = await run('postqueue', ['-c', etc, '-j'], { env: ENV, timeout: TIMEOUT }).then((r) => r.stdout.trim() || '(empty)', (e: Error) => `(postqueue -j failed: ${e.message})`);
+      const log = (await readFile(maillog, 'utf8').catch(() => '')).split('\n');
+      return `queue now: ${q}\n--- maillog, last ${lines} of ${log.length} lines ---\n${log.slice(-lines - 1).join('\n')}`;
+    },
   };
 }
 
