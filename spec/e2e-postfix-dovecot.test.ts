@@ -155,7 +155,7 @@ async function drained(postfix: PostfixInstance): Promise<void> {
   await until('an empty Postfix queue', 20_000, async () => ((await postfix.queueIds()).length === 0 ? true : undefined), () => postfix.report());
 }
 
-test('Postfix → filter → Dovecot and the outside world: own links over IMAP and POP3, the rest unchanged, held mail delivered once', { skip, timeout: 120_000 }, async (t) => {
+test('Postfix → filter → Dovecot and the outside world: own links over IMAP and POP3, the rest unchanged, held mail delivered once', { skip, timeout: 180_000 }, async (t) => {
   const started = Date.now();
   const redis = await startRedis();
   t.after(() => redis.stop());

@@ -126,7 +126,7 @@ export interface PostfixRecipe {
  * backoff times of this instance.
  */
 export async function refusedWhileDown(postfix: PostfixInstance, messageId: string, port: number,
-  recipients: number, attempts: number, ms = 45_000): Promise<string> {
+  recipients: number, attempts: number, ms = 75_000): Promise<string> {
   const id = await until(`Postfix to queue ${messageId}`, 15_000, async () =>
     new RegExp(`: ([0-9A-Za-z]+): message-id=<${escape(messageId)}>$`, 'm').exec(await postfix.log())?.[1], () => postfix.report());
   const refused = new RegExp(`: ${id}: to=<[^>]+>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${port}: Connection refused\\)$`, 'gm');
