@@ -3,7 +3,7 @@
 // (Postfix's smtp-sink when installed, else a Node null sink), at concurrency 1, 10 and 50, in one
 // run; then the filter's peak RSS for a 25 MiB message.
 // Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--rounds R] [--warmup N] [--only plain|calendar]
-//        [--filter-args "--next-hop-idle-time 0"]
+//        [--filter-args "--next-hop-idle-time 0"] [--node-args "--max-semi-space-size=32"]
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 // Two ratios per ceiling: of the medians, and the median (with the range) of the per-round ratios,
 // each round's filter run against the ceiling run just before it: on a shared 2-core VM a ceiling
@@ -17,6 +17,7 @@ import { join } from 'node:path';
 const MESSAGES = Number(opt('messages', '3000'));
 const ONLY = opt('only', '');
 const EXTRA = opt('filter-args', '').split(' ').filter(Boolean);
+const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
 
 async function startSink(): Promise<{ port: number; child: ChildProcess; kind: string }> {
   const port = await freePort();
@@ -95,7 +96,7 @@ async function measureSet(sinkPort: number, raw: Buffer) {
 
 const bare = (port: number, hop: number, mode = '') => start(process.execPath, ['--import', 'tsx', 'bench/bare-relay.ts', String(port), `127.0.0.1:${hop}`, mode]);
 const filter = (port: number, hop: number) =>
-  start(process.execPath, ['dist/bin/calendar-link-filter.js', 'serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${hop}`, '--web-server', 'cal.example.org', '--log-level', 'warn', ...EXTRA]);
+  start(process.execPath, [...NODE_ARGS, 'dist/bin/calendar-link-filter.js', 'serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${hop}`, '--web-server', 'cal.example.org', '--log-level', 'warn', ...EXTRA]);
 
 function row(name: string, f: Figures, bases: Figures[] = []): string {
   const ratio = bases.length ? `  ratio ${bases.map((b) => (f.rate / b.rate).toFixed(2)).join(' / ')}` : '';
