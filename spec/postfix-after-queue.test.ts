@@ -117,7 +117,7 @@ test('a message submitted to Postfix reaches the sink through the filter, unchan
   assert.equal(sink.messages.length, 1);
 });
 
-test('with the filter down, mail waits in Postfix's queue and is delivered once when it is back', { skip, timeout: 150_000 }, async (t) => {
+test('with the filter down, mail waits in the Postfix queue and is delivered once when it is back', { skip, timeout: 150_000 }, async (t) => {
   const { sink, postfix, filterPort, filterArgs } = await rig(t);
   const first = await filter(t, filterArgs);
   await first.stop();
