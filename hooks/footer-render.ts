@@ -7,6 +7,7 @@
 
 import type { App, FooterInput, HookModule } from '../lib/hooks.js';
 import type { CalendarTime, Footer } from '../lib/types.js';
+import { breakHtmlLines, breakTextLines, htmlStates, type HtmlState } from '../lib/footer-lines.js';
 
 export const FOOTER_PLACEHOLDERS = ['description', 'summary', 'start', 'zone', 'url', 'kind'] as const;
 type FooterPlaceholder = (typeof FOOTER_PLACEHOLDERS)[number];
@@ -26,6 +27,11 @@ const PLACEHOLDER_RE = /\{([^{}]*)\}/g;
 // C0/C1 controls, DEL, line/paragraph separators and bidi overrides/isolates (a summary must not be
 // able to start a new line or make the footer read backwards).
 const UNSAFE_CHARS_RE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+// Invisible format characters (zero-width space, bidi marks, word joiner, interlinear annotations, tag
+// characters, soft hyphen …): nothing a reader sees, so a summary cannot hide text in them. Kept: the
+// joiners (ZWJ/ZWNJ: emoji sequences, Persian and Indic spelling) and variation selectors (emoji style,
+// Mongolian).
+const INVISIBLE_RE = /(?![\u180b-\u180d\u180f\u200c\u200d\ufe00-\ufe0f\u{e0100}-\u{e01ef}])\p{Default_Ignorable_Code_Point}|[\ufff9-\ufffb]/gu;
 const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -38,15 +44,24 @@ export function checkFooterTemplate(template: string, format: 'text' | 'html'): 
     return `unknown placeholder${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `{${n}}`).join(', ')} (known: ${FOOTER_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`;
   }
   if (!names.includes('url')) return 'the template has no {url}, so the footer would carry no link';
-  // Escaping protects quoted attribute values only; in href={url} a value could add attributes.
-  if (format === 'html' && /=\s*\{[^{}]*\}/.test(template)) return 'a placeholder stands in an unquoted attribute value; quote it ("{url}")';
+  if (format === 'html') {
+    // Escaping protects text and quoted attribute values only: in href={url}, title=x{summary} or <a {summary}>
+    // a value's spaces would add attributes; inside <script>/<style> entities are not even decoded.
+    const states = htmlStates(template);
+    for (const m of template.matchAll(PLACEHOLDER_RE)) {
+      const st = states[m.index as number] as HtmlState;
+      if (st === 'before-value' || st === 'unquoted') return 'a placeholder stands in an unquoted attribute value; quote it ("{url}")';
+      if (st === 'tag-name' || st === 'tag') return `a placeholder stands inside a tag outside a quoted attribute value (${m[0]})`;
+      if (st === 'raw') return `a placeholder stands inside <script> or <style>, where escaping does not protect it (${m[0]})`;
+    }
+  }
   return null;
 }
 
 /** Strip controls (CR/LF included) and bidi tricks, collapse runs of spaces, cap the length. */
 export function cleanValue(s: string | null | undefined, max = MAX_SUMMARY_CHARS): string {
   if (typeof s !== 'string') return '';
-  const flat = s.replace(LONE_SURROGATE_RE, '\ufffd').replace(UNSAFE_CHARS_RE, ' ').replace(/\s+/g, ' ').trim();
+  const flat = s.replace(LONE_SURROGATE_RE, '\ufffd').replace(UNSAFE_CHARS_RE, ' ').replace(INVISIBLE_RE, '').replace(/\s+/g, ' ').trim();
   if (flat.length <= max) return flat; // no more code points than UTF-16 units: nothing to cut
   const chars = Array.from(flat); // by code point, so a cut never splits a surrogate pair
   return chars.length > max ? `${chars.slice(0, max - 1).join('').trimEnd()}…` : flat;
@@ -61,7 +76,8 @@ export function formatTime(t: CalendarTime | null | undefined): { start: string;
   const m = /^(\d{4})-?(\d{2})-?(\d{2})(?:[T ](\d{2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(Z)?)?$/i.exec(t.local.trim());
   if (!m) return { start: '', zone: '' };
   const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const date = new Date(Date.UTC(y, mo - 1, d));
+  const date = new Date(0);
+  date.setUTCFullYear(y, mo - 1, d); // not Date.UTC: it reads years 0-99 as 1900-1999
   if (date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) return { start: '', zone: '' }; // e.g. 2026-02-30
   const day = `${WEEKDAYS[date.getUTCDay()]} ${d} ${MONTHS[mo - 1]} ${y}`;
   if (t.allDay || m[4] === undefined) return { start: day, zone: '' };
@@ -169,8 +185,9 @@ export function renderFooter(input: FooterInput, templates: { text?: string; htm
   const values = { description: details ? `${kind}: ${details}` : kind, summary, start, zone, url, kind };
   return {
     // MIME's canonical line end; template newlines (from YAML/JSON) are normalised too.
-    text: fill(text, values, (s) => s).replace(/\r\n|\r|\n/g, '\r\n'),
-    html: fill(html, values, escapeHtml),
+    // No line over what a 7bit/8bit part can carry (part-footer refuses longer ones: no footer at all).
+    text: breakTextLines(fill(text, values, (s) => s).replace(/\r\n|\r|\n/g, '\r\n')),
+    html: breakHtmlLines(fill(html, values, escapeHtml)),
   };
 }
 

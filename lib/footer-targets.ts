@@ -83,10 +83,12 @@ function bodyIn(parts: MimePart[], kids: Map<number, number[]>, idx: number, dep
     const root = byId ?? ks[0];
     return root === undefined ? {} : bodyIn(parts, kids, root, depth + 1);
   }
-  // mixed and anything else: the first part that is not an attachment
+  // mixed and anything else: the first part that is not an attachment and holds a text body (an inline
+  // image, a forwarded message/rfc822 or a calendar-only alternative in front does not hide the body after it)
   for (const k of ks) {
     if (parts[k].disposition === 'attachment') continue;
-    return bodyIn(parts, kids, k, depth + 1);
+    const f = bodyIn(parts, kids, k, depth + 1);
+    if (f.plain !== undefined || f.html !== undefined) return f;
   }
   return {};
 }

@@ -3,9 +3,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import footerRender, { checkFooterTemplate, cleanValue, describeKind, formatTime, renderFooter } from '../hooks/footer-render.js';
+import { parseDocument } from 'htmlparser2';
+import type { ChildNode, Element, Text } from 'domhandler';
+import footerRender, { checkFooterTemplate, cleanValue, describeKind, escapeHtml, formatTime, renderFooter } from '../hooks/footer-render.js';
+import { appendTextFooter, insertHtmlFooter } from '../lib/part-footer.js';
 import { HookRegistry, type App, type FooterInput } from '../lib/hooks.js';
-import type { CalendarFacts, CalendarTime, Classification } from '../lib/types.js';
+import type { CalendarFacts, CalendarTime, Classification, MimePart } from '../lib/types.js';
 
 const URL_ = 'https://cal.example.org/calendar/event?uid=abc&sequence=0';
 const BERLIN: CalendarTime = { local: '2026-12-01T10:00:00', tzid: 'Europe/Berlin', utc: '2026-12-01T09:00:00Z', allDay: false };
@@ -225,4 +228,93 @@ test('a cancellation whose summary already says "Canceled:" is not labelled twic
   assert.match(f.text, /Meeting cancelled: Platform sync/);
   assert.doesNotMatch(f.text, /Canceled:/);
   assert.match(f.html, /<a href="https:\/\/cal\.example\.org\/x" style="color:#[0-9a-f]{6}/);
+});
+
+// ----- review regressions ---------------------------------------------------------------------------
+
+const worstBytes = (line: string) => Array.from(line).reduce((n, ch) => n + (ch.charCodeAt(0) < 0x80 ? 1 : 4), 0);
+const part = (over: Partial<MimePart>): MimePart => ({
+  index: 1, parent: 0, depth: 1, contentType: 'text/html', params: {}, disposition: null, filename: null, charset: 'utf-8',
+  encoding: '8bit', multipart: false, headerStart: 0, bodyStart: 0, bodyEnd: 0, headers: [], ...over,
+});
+
+/** Element names, attributes and text of an HTML fragment: what a reader sees, whatever the line breaks. */
+function dom(html: string): unknown {
+  const walk = (nodes: ChildNode[]): unknown[] => {
+    const merged: unknown[] = [];
+    for (const n of nodes) {
+      if (n.type === 'text') {
+        const data = (n as Text).data.replace(/\s+/g, ' ');
+        if (typeof merged[merged.length - 1] === 'string') merged[merged.length - 1] += data;
+        else merged.push(data);
+      } else if (n.type === 'tag') merged.push({ name: (n as Element).name, attribs: (n as Element).attribs, children: walk((n as Element).children) });
+      // comments: not shown
+    }
+    return merged;
+  };
+  return walk(parseDocument(html, { decodeEntities: true }).children);
+}
+
+test('HTML footer: a long non-ASCII summary and the longest link still give lines a 7bit/8bit part can carry, read the same', () => {
+  const longUrl = `https://cal.example.org/e?x=${'a'.repeat(860)}&y=1`;
+  for (const [summary, url] of [['会'.repeat(300), URL_], ['😀'.repeat(300), longUrl], ['x '.repeat(150), longUrl], ['Team sync', longUrl]] as const) {
+    const f = renderFooter(input({}, calendar({ summary }), url));
+    for (const l of f.html.split(/\r\n|\n/)) assert.ok(Buffer.byteLength(l) <= 998, `html line of ${l.length} for ${summary.slice(0, 4)}`);
+    const placed = insertHtmlFooter(part({}), Buffer.from('<html><body><p>Hi</p></body></html>\r\n'), f.html, '\r\n', []);
+    assert.ok(placed.ok, placed.ok ? '' : placed.why);
+    // the breaks are invisible: same elements, attributes and text as the footer on one line
+    const oneLine = renderFooter(input({}, calendar({ summary: 'PLACEHOLDER' }), url)).html
+      .replace('PLACEHOLDER', escapeHtml(cleanValue(summary)));
+    assert.deepEqual(dom(f.html), dom(oneLine));
+  }
+  // the usual footer keeps its one line
+  assert.doesNotMatch(renderFooter(input()).html, /[\r\n]/);
+});
+
+test('text footer: no line over 998 bytes in any charset, even with a long emoji summary and a non-ASCII zone', () => {
+  const cal = calendar({ summary: '😀'.repeat(300), start: { local: '2026-12-01T10:00:00', tzid: 'Ж'.repeat(100), utc: null, allDay: false } });
+  for (const text of [undefined, '{description} | {summary} | {zone}\n{url}']) {
+    const f = renderFooter(input({}, cal), { text });
+    for (const l of lines(f.text)) assert.ok(worstBytes(l) <= 998, `text line of ${worstBytes(l)} worst-case bytes`);
+    const placed = appendTextFooter(part({ contentType: 'text/plain' }), Buffer.from('Hi\r\n'), f.text, '\r\n', []);
+    assert.ok(placed.ok, placed.ok ? '' : placed.why);
+  }
+  // short lines are left alone
+  assert.equal(lines(renderFooter(input()).text).length, 5);
+});
+
+test('template checks: a placeholder anywhere in a tag outside a quoted value, or in script/style, is refused', () => {
+  const cases: Array<[string, RegExp | null]> = [
+    ['<a href="{url}" title=x{summary}>x</a>', /unquoted attribute/],
+    ['<a href="{url}">x</a><img alt=a{summary}>', /unquoted attribute/],
+    ['<a href="{url}" {summary}>x</a>', /inside a tag/],
+    ['<{kind} href="{url}">x</{kind}>', /inside a tag/],
+    ['<style>{summary}</style><a href="{url}">x</a>', /style/],
+    ['<script>var s = "{summary}"</script><a href="{url}">x</a>', /script/],
+    // still fine: text, quoted values (either quote), comments, an "=" in text
+    ['<a href="{url}" title=\'{summary}\' data-x="a{kind}b">x</a>', null],
+    ['<p>a=b {summary}</p><a href="{url}">x</a><!-- {kind} -->', null],
+    ['<title>{summary}</title><a href="{url}">x</a>', null],
+  ];
+  for (const [t, why] of cases) {
+    const got = checkFooterTemplate(t, 'html');
+    if (why === null) assert.equal(got, null, t);
+    else assert.match(got ?? '(accepted)', why, t);
+  }
+});
+
+test('years before 100 get their own weekday (not 1900 + year)', () => {
+  const t = (local: string): CalendarTime => ({ local, tzid: 'UTC', utc: null, allDay: false });
+  assert.deepEqual(formatTime(t('0001-01-01T10:00:00')), { start: 'Mon 1 Jan 1 10:00', zone: 'UTC' });
+  assert.deepEqual(formatTime(t('0050-01-01T10:00:00')), { start: 'Sat 1 Jan 50 10:00', zone: 'UTC' });
+  assert.deepEqual(formatTime({ local: '0099-01-01', tzid: null, utc: null, allDay: true }), { start: 'Thu 1 Jan 99', zone: '' });
+  assert.deepEqual(formatTime(t('9999-12-31T23:59:00')), { start: 'Fri 31 Dec 9999 23:59', zone: 'UTC' });
+  assert.deepEqual(formatTime({ local: '0000-02-29', tzid: null, utc: null, allDay: true }), { start: 'Tue 29 Feb 0', zone: '' });
+});
+
+test('invisible characters (zero-width, bidi marks, tags) are dropped; joiners and variation selectors kept', () => {
+  assert.equal(cleanValue('Pay\u200b\u200e\u200f\u061c\u2060\u2064\u180e\ufff9 now\u{e0041}\u{e0042}\u00ad!'), 'Pay now!');
+  assert.equal(cleanValue('family 👨\u200d👩\u200d👧 ❤\ufe0f, می\u200cخواهم'), 'family 👨\u200d👩\u200d👧 ❤\ufe0f, می\u200cخواهم');
+  const f = renderFooter(input({}, calendar({ summary: 'a\u200bb\u200fc' })));
+  assert.equal(lines(f.text)[2], 'Meeting request: abc, Tue 1 Dec 2026 10:00 (Europe/Berlin)');
 });
