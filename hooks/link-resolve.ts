@@ -30,7 +30,7 @@ export interface LinkDecision extends LinkResolution {
 export interface ResolveSettings {
   webServer: string;
   urlTemplate: string;
-  /** Normalised; ".example.org" also matches every subdomain. Empty: every recipient is local. */
+  /** Normalised; ".example.org" matches its subdomains (not example.org itself: list both, as in Postfix). Empty: every recipient is local. */
   localDomains: string[];
   externalRecipients: boolean;
   keys: KeyOptions;

@@ -2,7 +2,8 @@
 // In: argv and the environment. Out: a running listener (serve, milter), a processed message on stdout
 // (filter), a JSON report (explain), or an administration result (overrides).
 // Fails: a bad flag or value exits 64 (EX_USAGE) or 78 (EX_CONFIG) with a message naming it;
-// a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later.
+// a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later; so does
+// a message that could not be written whole to stdout (EPIPE, ENOSPC): never exit 0 on a cut copy.
 
 import { readFile } from 'node:fs/promises';
 import { closeApp, createApp } from './app.js';
@@ -17,9 +18,11 @@ import { runOverrides } from './overrides-command.js';
 import type { Envelope } from './types.js';
 import { runWeb } from './web/command.js';
 
-export const EXIT = { ok: 0, usage: 64, dataErr: 65, noInput: 66, software: 70, tempFail: 75, config: 78 } as const;
+export const EXIT = { ok: 0, usage: 64, dataErr: 65, noInput: 66, software: 70, ioErr: 74, tempFail: 75, config: 78 } as const;
 
 class UsageError extends Error {}
+/** stdout refused a write (reader gone, disk full): what was written is incomplete. */
+class OutputError extends Error {}
 
 const USAGE = `usage: calendar-link-filter <command> [options]
   serve     [--listen HOST:PORT] [--next-hop smtp://HOST:PORT|lmtp://HOST:PORT] [--lmtp]
@@ -57,9 +60,17 @@ export function parseFlags(args: string[]): Parsed {
       if (inline !== undefined) return inline;
       const next = args[++i];
       if (next === undefined) throw new UsageError(`--${name} needs a value`);
+      // `--recipient --dry-run` is a forgotten value, not a recipient named "--dry-run"
+      if (/^--[A-Za-z][A-Za-z0-9-]*(=|$)/.test(next)) {
+        throw new UsageError(`--${name} needs a value (got the option ${next}; write --${name}=VALUE for a value that starts with --)`);
+      }
       return next;
     };
-    if (name === 'config') out.configFile = value();
+    if (name === 'config') {
+      // `--config "$UNSET"` would otherwise start with the defaults as if no file had been named
+      out.configFile = value();
+      if (out.configFile === '') throw new UsageError('--config needs a file name');
+    }
     else if (name === 'recipient') out.recipients.push(value());
     else {
       const key = name.replace(/-/g, '_');
@@ -89,15 +100,20 @@ export async function main(argv: string[]): Promise<number> {
         return await web(parseFlags(rest));
       case 'overrides':
         return await runOverrides(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
-      case 'config':
+      case 'config': {
+        const unknown = rest.find((a) => a !== '--markdown');
+        if (unknown !== undefined) throw new UsageError(unknown.startsWith('--') ? `unknown option ${unknown} for config` : `unexpected argument "${unknown}"`);
+        let text = '';
         if (rest.includes('--markdown')) {
-          process.stdout.write('| key | default | bounds | meaning |\n|---|---|---|---|\n');
+          text += '| key | default | bounds | meaning |\n|---|---|---|---|\n';
           const cell = (v: string) => v.replace(/\|/g, '\\|');
-          for (const row of describeConfig()) process.stdout.write(`| \`${row.key}\` | \`${cell(row.default) || '(empty)'}\` | ${cell(row.bounds)} | ${cell(row.doc)} |\n`);
+          for (const row of describeConfig()) text += `| \`${row.key}\` | \`${cell(row.default) || '(empty)'}\` | ${cell(row.bounds)} | ${cell(row.doc)} |\n`;
         } else {
-          for (const row of describeConfig()) process.stdout.write(`${row.key}\t${row.default}\t${row.bounds}\t${row.doc}\n`);
+          for (const row of describeConfig()) text += `${row.key}\t${row.default}\t${row.bounds}\t${row.doc}\n`;
         }
+        await writeOut(process.stdout, text);
         return EXIT.ok;
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -115,6 +131,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof ConfigError) {
       err.write(`calendar-link-filter: ${e.message}\n`);
       return EXIT.config;
+    }
+    if (e instanceof OutputError) {
+      err.write(`calendar-link-filter: ${e.message}\n`);
+      return EXIT.ioErr;
     }
     err.write(`calendar-link-filter: ${(e as Error).message}\n`);
     return EXIT.software;
@@ -187,6 +207,8 @@ function envelopeFor(recipients: string[]): Envelope {
 
 async function filter(p: Parsed): Promise<number> {
   if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}" (filter reads stdin)`);
+  // Interactively, without "< in.eml", it would wait for typing and then write a typed "message".
+  if (process.stdin.isTTY) throw new UsageError('standard input is a terminal: filter reads the message from standard input (filter < in.eml > out.eml)');
   const config = configFrom(p);
   // A pipe filter runs once per message, and Exim may merge stderr into the message: only
   // warnings and errors by default (log_level=debug or info set explicitly still wins).
@@ -225,15 +247,16 @@ async function filter(p: Parsed): Promise<number> {
     } else if (plan.structure?.damaged) {
       process.stderr.write('calendar-link-filter: the input is not a well-formed MIME message; written unchanged\n');
     }
-    await pipeTo((source ?? spool).stream(), process.stdout);
+    await copyOut((source ?? spool).stream(), process.stdout);
     for (const g of plan.groups) await g.body?.dispose();
     return EXIT.ok;
   } catch (e) {
     process.stderr.write(`calendar-link-filter: temporary failure: ${(e as Error).message}\n`);
     return EXIT.tempFail;
   } finally {
-    await spool.dispose();
-    await closeApp(app);
+    // the answer is decided: a cleanup failure must not turn it into 70, which Postfix's pipe bounces
+    await spool.dispose().catch(() => undefined);
+    await closeApp(app).catch(() => undefined);
   }
 }
 
@@ -275,14 +298,30 @@ async function explain(p: Parsed): Promise<number> {
   };
   for (const g of plan.groups) await g.body?.dispose();
   await closeApp(app);
-  process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  await writeOut(process.stdout, JSON.stringify(report, null, 2) + '\n');
   return EXIT.ok;
 }
 
-function pipeTo(src: NodeJS.ReadableStream, dst: NodeJS.WritableStream): Promise<void> {
+const watched = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * Write one chunk; resolves once the stream took it, rejects (OutputError) when it failed.
+ * The stream's 'error' event is absorbed (the callback reports it), so an EPIPE is an answer, not a crash.
+ */
+function writeOut(dst: NodeJS.WritableStream, chunk: Buffer | string): Promise<void> {
+  if (!watched.has(dst)) {
+    watched.add(dst);
+    dst.on('error', () => undefined);
+  }
   return new Promise((resolve, reject) => {
-    src.on('error', reject);
-    src.on('end', () => resolve());
-    src.pipe(dst, { end: false });
+    dst.write(chunk, (err?: Error | null) => {
+      if (!err) return resolve();
+      reject(new OutputError(`cannot write to standard output: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
   });
+}
+
+/** Copy a stream to stdout chunk by chunk; resolves only when the last byte was written. */
+async function copyOut(src: NodeJS.ReadableStream, dst: NodeJS.WritableStream): Promise<void> {
+  for await (const chunk of src) await writeOut(dst, chunk as Buffer);
 }

@@ -5,7 +5,8 @@
 // where it came from; the CLI prints it and exits 78 (EX_CONFIG) before anything listens.
 
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { isIP } from 'node:net';
+import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'enum';
 
@@ -22,12 +23,23 @@ interface Entry {
 
 const MiB = 1024 * 1024;
 
-const hostPort = (v: string): string | null =>
-  /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|[0-9a-fA-F:]+):\d{1,5}$/.test(v) ? null : 'expected HOST:PORT';
-const hopUrl = (v: string): string | null =>
-  /^(smtp|lmtp):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/.test(v) ? null : 'expected smtp://HOST:PORT or lmtp://HOST:PORT';
-const cidr = (v: string): string | null =>
-  /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(v) ? null : 'expected an address or CIDR such as 127.0.0.0/8';
+const portOver = (port: string | undefined, min: number): string | null =>
+  port !== undefined && (Number(port) < min || Number(port) > 65535) ? `port ${port} is outside ${min}..65535` : null;
+const hostPort = (v: string): string | null => {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|[0-9a-fA-F:]+):(\d{1,5})$/.exec(v);
+  return m ? portOver(m[2], 0) : 'expected HOST:PORT';
+};
+const hopUrl = (v: string): string | null => {
+  const m = /^(smtp|lmtp):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(v);
+  return m ? portOver(m[3], 1) : 'expected smtp://HOST:PORT or lmtp://HOST:PORT';
+};
+const cidr = (v: string): string | null => {
+  // the same rule the allow-list applies at start (lib/net-allow.ts), so a bad one is a config error (78)
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v);
+  const family = m ? isIP(m[1]!) : 0;
+  if (family === 0) return 'expected an address or CIDR such as 127.0.0.0/8';
+  return m![2] !== undefined && Number(m![2]) > (family === 4 ? 32 : 128) ? `prefix length /${m![2]} is above ${family === 4 ? 32 : 128}` : null;
+};
 const domain = (v: string): string | null =>
   /^[^\s@\x00-\x1f\x7f]+\.?[^\s@\x00-\x1f\x7f]*$/.test(v) ? null : 'expected a domain name';
 const noControl = (v: string): string | null => (/[\x00-\x1f\x7f]/.test(v) ? 'control characters are not allowed' : null);
@@ -62,7 +74,7 @@ export const CONFIG_TABLE = {
   footer_task_requests: { kind: 'bool', default: true, doc: 'footer for task requests' },
   footer_text_template: { kind: 'string', default: '', doc: 'text footer template (empty: built-in)' },
   footer_html_template: { kind: 'string', default: '', doc: 'HTML footer template (empty: built-in)' },
-  local_domains: { kind: 'list', default: [], check: domain, doc: 'domains whose recipients get a footer (empty: every recipient counts as local)' },
+  local_domains: { kind: 'list', default: [], check: domain, doc: 'domains whose recipients get a footer; ".example.org" matches its subdomains, as in Postfix (empty: every recipient counts as local)' },
   external_recipients: { kind: 'bool', default: false, doc: 'also add footers for recipients outside local_domains' },
   dry_run: { kind: 'bool', default: false, doc: 'log what would change, relay every message unchanged' },
   log_level: { kind: 'enum', default: 'info', values: ['debug', 'info', 'warn', 'error'], doc: 'lowest level written' },
@@ -115,8 +127,13 @@ export function registerConfigKeys(entries: Record<string, Entry>): void {
   for (const [k, e] of Object.entries(entries)) TABLE[k] = e;
 }
 
+/** The table's entry for a key; only own keys ("constructor" or "__proto__" are not settings). */
+function entryOf(key: string): Entry | undefined {
+  return Object.hasOwn(TABLE, key) ? TABLE[key] : undefined;
+}
+
 function coerce(key: string, raw: unknown, from: string): unknown {
-  const e = TABLE[key];
+  const e = entryOf(key);
   if (!e) throw new ConfigError(`unknown configuration key "${key}" (from ${from})`);
   const bad = (why: string) => new ConfigError(`bad value for ${key} (from ${from}): ${JSON.stringify(raw)}: ${why}`);
   switch (e.kind) {
@@ -135,9 +152,12 @@ function coerce(key: string, raw: unknown, from: string): unknown {
       throw bad('expected true or false');
     }
     case 'list': {
-      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',') : null;
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null;
       if (!items) throw bad('expected a list or a comma-separated string');
-      const list = items.map((s) => s.trim()).filter((s) => s.length > 0);
+      items.forEach((item: unknown, i) => {
+        if (typeof item !== 'string' && !Number.isSafeInteger(item)) throw bad(`item ${i + 1} (${JSON.stringify(item)}): expected a string`);
+      });
+      const list = items.map((s: unknown) => String(s).trim()).filter((s) => s.length > 0);
       for (const item of list) {
         const why = e.check?.(item);
         if (why) throw bad(`item "${item}": ${why}`);
@@ -150,7 +170,8 @@ function coerce(key: string, raw: unknown, from: string): unknown {
       return s;
     }
     case 'string': {
-      if (typeof raw !== 'string' && typeof raw !== 'number') throw bad('expected a string');
+      // A number is taken only when its text is certain (7, not 1e+40): quote other values.
+      if (typeof raw !== 'string' && !Number.isSafeInteger(raw)) throw bad(typeof raw === 'number' ? 'expected a string; put the value in quotes' : 'expected a string');
       const s = String(raw);
       const why = s === '' ? null : e.check?.(s);
       if (why) throw bad(why);
@@ -162,19 +183,44 @@ function coerce(key: string, raw: unknown, from: string): unknown {
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    // a byte-order mark (Windows editors) is not part of the JSON or YAML text
+    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   let data: unknown;
   try {
-    data = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+    data = /\.json$/i.test(path) ? JSON.parse(text) : parseYamlConfig(text);
   } catch (err) {
     throw new ConfigError(`cannot parse config file ${path}: ${(err as Error).message}`);
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${path}: expected a mapping of keys to values`);
   return data as Record<string, unknown>;
+}
+
+/**
+ * YAML, where a number written for a string or list setting keeps the text as written:
+ * `link_key_id: 007` is "007" and a secret of digits is not rounded to a float.
+ */
+function parseYamlConfig(text: string): unknown {
+  const doc = parseDocument(text);
+  if (doc.errors.length) throw doc.errors[0];
+  const data: unknown = doc.toJS();
+  if (!isMap(doc.contents) || data === null || typeof data !== 'object' || Array.isArray(data)) return data;
+  const asWritten = (node: unknown, value: unknown): unknown =>
+    isScalar(node) && typeof node.value === 'number' && typeof node.source === 'string' ? node.source : value;
+  const obj = data as Record<string, unknown>;
+  for (const pair of doc.contents.items) {
+    if (!isScalar(pair.key)) continue;
+    const key = String(pair.key.value);
+    const kind = entryOf(key)?.kind;
+    if (!Object.hasOwn(obj, key) || (kind !== 'string' && kind !== 'list')) continue;
+    const value = obj[key];
+    if (isSeq(pair.value) && Array.isArray(value)) obj[key] = value.map((v, i) => asWritten((pair.value as { items: unknown[] }).items[i], v));
+    else obj[key] = asWritten(pair.value, value);
+  }
+  return obj;
 }
 
 export interface ConfigSources {
@@ -217,5 +263,5 @@ export type { Entry as ConfigEntry };
 
 /** The kind of a key ("bool" flags take no value on the command line), or null if unknown. */
 export function configKeyKind(key: string): Kind | null {
-  return TABLE[key]?.kind ?? null;
+  return entryOf(key)?.kind ?? null;
 }

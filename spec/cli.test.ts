@@ -74,3 +74,94 @@ test('README config table is exactly what `config --markdown` prints', () => {
   assert.equal(block, table.stdout.toString(), 'regenerate with: node --import tsx bin/calendar-link-filter.ts config --markdown');
   for (const row of describeConfig()) assert.ok(block.includes(`| \`${row.key}\` |`), `README lists ${row.key}`);
 });
+
+// --- review regressions: values kept as written, unknown keys always named, bounds that the start checks ---
+
+test('config file: a number written for a string key is kept as written (YAML), or refused when it cannot be (JSON)', () => {
+  const y = join(TMP, 'strings.yaml');
+  const digits = '1234567890123456789012345678901234567890123456';
+  writeFileSync(y, `link_key_id: 007\nlink_secret: ${digits}\nweb_server: 1e3\nlocal_domains: [007]\n`);
+  const c = loadConfig({ file: y });
+  assert.equal(c.link_key_id, '007');
+  assert.equal(c.link_secret, digits, 'the secret is the text in the file, not a float rendering of it');
+  assert.equal(c.web_server, '1e3');
+  assert.deepEqual(c.local_domains, ['007']);
+  // numbers still work for numeric keys
+  writeFileSync(y, 'max_recipients: 12\n');
+  assert.equal(loadConfig({ file: y }).max_recipients, 12);
+  const j = join(TMP, 'strings.json');
+  writeFileSync(j, '{"link_secret": 12345678901234567890123456789012345678901234567890}');
+  assert.throws(() => loadConfig({ file: j }), (e: unknown) => e instanceof ConfigError && /link_secret/.test((e as Error).message) && /string/.test((e as Error).message));
+});
+
+test('config refuses keys that only exist on Object.prototype (file, environment)', () => {
+  const y = join(TMP, 'proto.yaml');
+  for (const key of ['constructor', 'toString', 'valueOf', '__proto__']) {
+    writeFileSync(y, `${key}: 1\n`);
+    assert.throws(() => loadConfig({ file: y }), (e: unknown) => e instanceof ConfigError && (e as Error).message.includes(`unknown configuration key "${key}"`), `file key ${key}`);
+  }
+  const j = join(TMP, 'proto.json');
+  writeFileSync(j, '{"__proto__": {"web_server": "x"}}');
+  assert.throws(() => loadConfig({ file: j }), (e: unknown) => e instanceof ConfigError && /unknown configuration key "__proto__"/.test((e as Error).message));
+  assert.throws(() => loadConfig({ env: { CALFILTER_CONSTRUCTOR: '1' } }), (e: unknown) => e instanceof ConfigError && /unknown configuration key "constructor" \(from environment CALFILTER_CONSTRUCTOR\)/.test((e as Error).message));
+});
+
+test('config refuses list items that are not strings (null, mappings) instead of turning them into "null"', () => {
+  const y = join(TMP, 'list.yaml');
+  writeFileSync(y, 'footer_methods: [REQUEST, ~]\n');
+  assert.throws(() => loadConfig({ file: y }), (e: unknown) => e instanceof ConfigError && /footer_methods/.test((e as Error).message));
+  writeFileSync(y, 'hooks: [{calendar-classify: 1}]\n');
+  assert.throws(() => loadConfig({ file: y }), (e: unknown) => e instanceof ConfigError && /hooks/.test((e as Error).message));
+});
+
+test('config refuses ports above 65535 and addresses that are not IP addresses, naming the key', () => {
+  assert.throws(() => loadConfig({ flags: { listen: '127.0.0.1:99999' } }), (e: unknown) => e instanceof ConfigError && /listen.*99999/.test((e as Error).message));
+  assert.throws(() => loadConfig({ flags: { next_hop: 'smtp://127.0.0.1:70000' } }), (e: unknown) => e instanceof ConfigError && /next_hop.*70000/.test((e as Error).message));
+  assert.throws(() => loadConfig({ flags: { allowed_clients: '999.1.1.1' } }), (e: unknown) => e instanceof ConfigError && /allowed_clients.*999\.1\.1\.1/.test((e as Error).message));
+  assert.throws(() => loadConfig({ flags: { allowed_clients: '10.0.0.0/33' } }), (e: unknown) => e instanceof ConfigError && /allowed_clients.*10\.0\.0\.0\/33/.test((e as Error).message));
+  assert.equal(loadConfig({ flags: { listen: '127.0.0.1:0' } }).listen, '127.0.0.1:0', 'port 0 (ephemeral) stays allowed');
+  assert.deepEqual(loadConfig({ flags: { allowed_clients: '::1/128,192.168.0.0/16,10.1.2.3' } }).allowed_clients, ['::1/128', '192.168.0.0/16', '10.1.2.3']);
+  const a = run(['serve', '--listen', '127.0.0.1:99999']);
+  assert.equal(a.status, 78, a.stderr.toString());
+  assert.match(a.stderr.toString(), /listen/);
+});
+
+test('CLI: a flag whose value is missing does not swallow the next flag', () => {
+  // without the check: recipient "--dry-run", and no dry run (the footer is added)
+  const a = run(['filter', '--recipient', '--dry-run'], {}, Buffer.alloc(0));
+  assert.equal(a.status, 64, a.stderr.toString());
+  assert.match(a.stderr.toString(), /--recipient needs a value/);
+  const s = run(['filter', '--spool-dir', '--dry-run'], {}, Buffer.alloc(0));
+  assert.equal(s.status, 64, s.stderr.toString());
+  assert.match(s.stderr.toString(), /--spool-dir needs a value/);
+  const t = run(['config', '--web-server']);
+  assert.equal(t.status, 64);
+  const b = run(['config', '--markdwn']);
+  assert.equal(b.status, 64, 'config with an unknown option is a usage error, not the plain table');
+  assert.match(b.stderr.toString(), /--markdwn/);
+});
+
+test('CLI: `config | head` (stdout closed early) ends with one line, no stack trace', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/calendar-link-filter.ts', 'config'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  assert.doesNotMatch(stderr, /Unhandled 'error' event|\n\s+at /, stderr);
+  assert.notEqual(code, 0, 'the table was not written');
+});
+
+test('config file: a JSON file saved with a byte-order mark (Windows editors) is read like one without', () => {
+  const j = join(TMP, 'bom.json');
+  writeFileSync(j, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"web_server": "bom.example"}')]));
+  assert.equal(loadConfig({ file: j }).web_server, 'bom.example');
+});
+
+test('CLI: an empty --config (an unset shell variable) is refused, not silently skipped', () => {
+  for (const args of [['--config', ''], ['--config=']]) {
+    const r = run(['explain', join(ROOT, 'fixtures/mail/reply.eml'), ...args]);
+    assert.equal(r.status, 64, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr.toString(), /--config needs a file name/);
+  }
+});

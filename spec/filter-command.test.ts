@@ -107,3 +107,67 @@ test('filter: override store unreachable with redis_fallback=tempfail exits 75 a
   assert.equal(s.status, 0, 'the default fallback (site) still adds the site link');
   assert.match(s.stdout.toString('latin1'), /cal\.example\.org/);
 });
+
+// --- review regressions: the output is either complete with exit 0, or the MTA hears 75 ---
+
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+/** A 3 MiB non-calendar message: larger than any pipe buffer, so a dead reader shows as a write error. */
+const large = () => Buffer.concat([Buffer.from('From: a@example.org\r\nTo: b@example.org\r\nSubject: big\r\n\r\n'), Buffer.alloc(3 * 1024 * 1024, 'x\r\n')]);
+
+function runWithStdout(args: string[], input: Buffer, stdout: 'pipe' | number, closeEarly: boolean): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/calendar-link-filter.ts', ...args], {
+      cwd: ROOT, stdio: ['pipe', stdout, 'pipe'], env: { ...process.env, CALFILTER_LOG_LEVEL: 'error' },
+    });
+    if (closeEarly) child.stdout!.destroy();
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(input);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+test('filter: the reader of stdout goes away (EPIPE) → exit 75 with one clear line, not a crash with exit 1', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'calfilter-epipe-'));
+  try {
+    const r = await runWithStdout(['filter', '--spool-dir', dir], large(), 'pipe', true);
+    assert.equal(r.code, 75, r.stderr);
+    assert.match(r.stderr, /calendar-link-filter: .*(cannot write|standard output).*EPIPE/);
+    assert.doesNotMatch(r.stderr, /Unhandled 'error' event|\n\s+at /, 'no stack trace');
+    assert.deepEqual(readdirSync(dir), [], 'the spooled copy of the message is removed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('filter: stdout on a full disk (ENOSPC) → exit 75, not 0 or 1', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {
+  const fd = openSync('/dev/full', 'w');
+  try {
+    for (const input of [large(), fixture('google')]) {
+      const r = await runWithStdout(['filter', '--web-server', 'cal.example.org'], input, fd, false);
+      assert.equal(r.code, 75, r.stderr);
+      assert.match(r.stderr, /ENOSPC/);
+      assert.doesNotMatch(r.stderr, /Unhandled 'error' event|\n\s+at /, 'no stack trace');
+    }
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test('filter: stdin on a terminal is a usage error, not a wait for typing (or an empty message)', { skip: !existsSync('/usr/bin/script') && 'no script(1)' }, () => {
+  const cmd = `${JSON.stringify(process.execPath)} --import tsx bin/calendar-link-filter.ts filter`;
+  const r = spawnSync('/usr/bin/script', ['-qec', cmd, '/dev/null'], { cwd: ROOT, input: '', timeout: 30_000 });
+  assert.equal(r.status, 64, r.stdout.toString());
+  assert.match(r.stdout.toString(), /standard input is a terminal/);
+});
+
+test('filter: a value that starts with "-- " (a signature separator) is still a value', () => {
+  const r = run(['filter', '--web-server', 'cal.example.org', '--footer-text-template', '-- \nCalendar: {url}'], fixture('google'));
+  assert.equal(r.status, 0, r.stderr.toString());
+  const inline = run(['filter', '--web-server=cal.example.org', '--footer-text-template=--calendar {url}'], fixture('google'));
+  assert.equal(inline.status, 0, inline.stderr.toString());
+});
