@@ -18,7 +18,7 @@ const FORM_BASES = /^IPM\.(Note|Post|Contact|Task|Activity|StickyNote|DistList|I
 
 /**
  * Subclasses Microsoft itself uses for ordinary mail, reports, security and system items
- * (case-insensitive prefixes of what follows the base class). Not custom forms.
+ * (case-insensitive, whole leading segments of what follows the base class). Not custom forms.
  */
 const BUILT_IN_SUFFIXES = [
   'SMIME', // IPM.Note.SMIME, .SMIME.MultipartSigned: S/MIME encrypted or signed
@@ -34,6 +34,10 @@ const BUILT_IN_SUFFIXES = [
   'RSS', // IPM.Post.RSS: Outlook's RSS feed items
 ];
 
+/** "smime" covers "smime" and "smime.multipartsigned", not a custom "smimedemoform"; "microsoft." already ends a segment. */
+const isSegmentPrefix = (suffix: string, prefix: string): boolean =>
+  suffix.startsWith(prefix) && (prefix.endsWith('.') || suffix.length === prefix.length || suffix[prefix.length] === '.');
+
 export type FormVerdict =
   | { kind: 'task-request' | 'task-response' | 'custom-form'; cls: string }
   | { kind: 'built-in' | 'recall' | 'other'; cls: string };
@@ -47,7 +51,7 @@ export function judgeClass(cls: string): FormVerdict {
   const m = FORM_BASES.exec(cls);
   if (!m) return { kind: 'other', cls };
   const suffix = m[2]!.toLowerCase();
-  if (BUILT_IN_SUFFIXES.some((b) => suffix.startsWith(b.toLowerCase()))) return { kind: 'built-in', cls };
+  if (BUILT_IN_SUFFIXES.some((b) => isSegmentPrefix(suffix, b.toLowerCase()))) return { kind: 'built-in', cls };
   return { kind: 'custom-form', cls };
 }
 

@@ -1,8 +1,9 @@
 // Calendar reader: the only module that imports ical.js. Turns iCalendar bytes into CalendarFacts.
 // In: the decoded body of a text/calendar or .ics part, its method parameter and charset (optional).
 // Out: METHOD, the master VEVENT/VTODO's identity, summary, start/end (with UTC when the zone resolves)
-// and organizer. Fails soft: input over 1 MiB is only scanned for METHOD, a parse error leaves the
-// method parameter as the only fact, and every property is read in its own try/catch (warnings, never throws).
+// and organizer. Fails soft: input over 1 MiB (or that would keep ical.js busy) is only scanned for METHOD,
+// a parse error leaves that scan (else the method parameter) as the only fact, and every property is read
+// in its own try/catch (warnings, never throws). Zones and durations ical.js would expand for seconds are not used.
 
 import ICAL from 'ical.js';
 import type { CalendarFacts, CalendarTime } from './types.js';
@@ -12,6 +13,8 @@ export const MAX_CALENDAR_BYTES = 1024 * 1024;
 
 type ICalComponent = InstanceType<typeof ICAL.Component>;
 type ICalTime = InstanceType<typeof ICAL.Time>;
+type ICalTimezone = InstanceType<typeof ICAL.Timezone>;
+type ICalRecur = InstanceType<typeof ICAL.Recur>;
 
 // Windows zone names Outlook writes as TZID, for the rare file that omits its VTIMEZONE
 // (CLDR windowsZones, territory 001).
@@ -78,13 +81,13 @@ export function readCalendar(data: Buffer | string, methodParam?: string | null,
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     if (size > MAX_CALENDAR_BYTES) {
       warn(`calendar is ${size} bytes, over the ${MAX_CALENDAR_BYTES}-byte cap; not parsed`);
-      facts.method = param ?? readCalendarMethod(data);
+      facts.method = unparsedMethod(data, param, warn);
       return facts;
     }
     const text = decode(data, charset, warn).replace(/^\uFEFF/, '');
     const root = parseRoot(text, warn);
     if (root === null) {
-      facts.method = param ?? readCalendarMethod(text);
+      facts.method = unparsedMethod(text, param, warn);
       return facts;
     }
     readFacts(root, facts, warn);
@@ -100,6 +103,15 @@ export function readCalendar(data: Buffer | string, methodParam?: string | null,
     facts.method ??= param;
   }
   return facts;
+}
+
+/** METHOD of a calendar that was not parsed: a METHOD line inside still wins over the parameter. */
+function unparsedMethod(data: Buffer | string, param: string | null, warn: (m: string) => void): string | null {
+  const inside = readCalendarMethod(data);
+  if (inside !== null && param !== null && inside !== param) {
+    warn(`method parameter ${param} disagrees with METHOD:${inside} inside; METHOD inside wins`);
+  }
+  return inside ?? param;
 }
 
 // Made once: a decoder is stateless between whole-buffer decode() calls, and building one costs more than a small calendar.
@@ -127,6 +139,11 @@ function decode(data: Buffer | string, charset: string | null | undefined, warn:
 
 /** Parses the text and returns the VCALENDAR to read, or null when it does not parse. */
 function parseRoot(text: string, warn: (m: string) => void): ICalComponent | null {
+  const scan = parameterScanCost(text);
+  if (scan > MAX_PARAMETER_SCAN) {
+    warn(`calendar has content lines with thousands of parameters (cost ${scan}); not parsed`);
+    return null;
+  }
   let jcal: unknown;
   try {
     jcal = ICAL.parse(text);
@@ -159,6 +176,41 @@ function parseRoot(text: string, warn: (m: string) => void): ICalComponent | nul
   }
   if (chosen === null) warn('calendar has no readable object');
   return chosen;
+}
+
+/** Beyond this, ical.js's parameter parsing costs more than a millisecond or two (measured ~1e11 per second). */
+const MAX_PARAMETER_SCAN = 100_000_000;
+
+/**
+ * What ical.js's parameter parser will cost: for each parameter it searches the rest of the line for
+ * ':' again, so a line with n parameters in a name-and-parameter section of length L costs about n × L.
+ * Summed over content lines; values (after the first ':' outside quotes) are skipped, they are not rescanned.
+ */
+function parameterScanCost(text: string): number {
+  let cost = 0;
+  for (let i = 0; i < text.length; i = lineEnd(text, i) + 1) {
+    let params = 0;
+    let quoted = false;
+    const start = i;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x0a && !isFold(text, i)) break;
+      if (c === 0x22) quoted = !quoted;
+      else if (c === 0x3b && !quoted) params++;
+      else if (c === 0x3a && !quoted) break;
+    }
+    cost += params * (i - start);
+  }
+  return cost;
+}
+
+const isFold = (text: string, nl: number): boolean => text[nl + 1] === ' ' || text[nl + 1] === '\t';
+
+/** Index of the LF ending the (unfolded) content line that contains `from`, or the text length. */
+function lineEnd(text: string, from: number): number {
+  let nl = text.indexOf('\n', from);
+  while (nl >= 0 && isFold(text, nl)) nl = text.indexOf('\n', nl + 1);
+  return nl < 0 ? text.length : nl;
 }
 
 /** Drops recurrence lines (ical.js throws on a bad RRULE at parse time) and closes unterminated components. */
@@ -216,6 +268,8 @@ function readFacts(root: ICalComponent, facts: CalendarFacts, warn: (m: string) 
     facts.end = get('DURATION', () => {
       const dur = master.getFirstPropertyValue('duration');
       if (!(dur instanceof ICAL.Duration)) return null;
+      // ical.js adds days month by month: P199999999W would keep it busy for seconds.
+      if (Math.abs(dur.toSeconds()) > MAX_DURATION_SECONDS) throw new Error(`${dur.toString()} is longer than a century`);
       const t = start.time.clone();
       t.addDuration(dur);
       return toCalendarTime(t, start.tzid, warn);
@@ -250,6 +304,9 @@ function readTime(comp: ICalComponent, name: string): { time: ICalTime; tzid: st
   return { time: value, tzid: typeof tz === 'string' && tz.trim() !== '' ? tz.trim() : null };
 }
 
+/** No real event lasts longer; larger durations are only added by looping. */
+const MAX_DURATION_SECONDS = 100 * 366 * 86_400;
+
 const two = (n: number): string => String(n).padStart(2, '0');
 
 function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) => void): CalendarTime {
@@ -258,10 +315,11 @@ function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) =
   const local = `${date}T${two(t.hour)}:${two(t.minute)}:${two(t.second)}`;
   const zone = t.zone;
   const isUtc = zone === ICAL.Timezone.utcTimezone || zone?.tzid === 'UTC';
-  const tzid = tzParam ?? (isUtc ? 'UTC' : null);
+  // RFC 5545 3.3.5: a TZID does not apply to a UTC ("Z") time; labelling it with the TZID would shift it.
+  const tzid = isUtc ? 'UTC' : tzParam;
   let utc: string | null = null;
   try {
-    if (zone && zone !== ICAL.Timezone.localTimezone && zone.tzid !== 'floating') {
+    if (zone && zone !== ICAL.Timezone.localTimezone && zone.tzid !== 'floating' && zoneIsCheap(zone, t.year, warn)) {
       // Z, a VTIMEZONE in the same file, or UTC/GMT: ical.js knows the offset.
       utc = isoSeconds(new Date(t.toUnixTime() * 1000));
     } else if (tzParam !== null) {
@@ -274,6 +332,44 @@ function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) =
     utc = null;
   }
   return { local, tzid, utc, allDay: false };
+}
+
+/** Rule parts real VTIMEZONE observances use (RFC 5545 3.6.5; Outlook, Google, Apple, tzurl). */
+const ZONE_RULE_PARTS: ReadonlySet<string> = new Set(['BYMONTH', 'BYDAY', 'BYMONTHDAY', 'WKST']);
+/** Onsets ical.js may generate for one zone: Outlook's two yearly rules since 1601 need about 860. */
+const MAX_ZONE_ONSETS = 2_000;
+
+/**
+ * ical.js turns a local time into UTC by expanding every observance rule from its DTSTART up to the
+ * year asked (at least this year + 5), without any limit; a daily rule since 1601 or the year 9999
+ * would block the event loop for seconds. Estimate the onsets first; too many: do not ask ical.js.
+ */
+function zoneIsCheap(zone: ICalTimezone, year: number, warn: (m: string) => void): boolean {
+  const comp = zone.component;
+  if (!comp) return true; // UTC: nothing to expand
+  const until = Math.max(year, new Date().getUTCFullYear()) + 5;
+  let onsets = 0;
+  for (const obs of comp.getAllSubcomponents()) {
+    const rule = obs.getFirstPropertyValue('rrule');
+    const since = obs.getFirstPropertyValue('dtstart');
+    if (!rule || !(since instanceof ICAL.Time)) { onsets++; continue; } // one onset, or skipped by ical.js
+    onsets += rule instanceof ICAL.Recur ? ruleOnsets(rule, until - since.year + 1) : Infinity;
+  }
+  if (onsets <= MAX_ZONE_ONSETS) return true;
+  warn(`VTIMEZONE "${zone.tzid}" would need ${onsets} transitions up to ${until}; not used`);
+  return false;
+}
+
+/** Upper bound of the onsets a yearly observance rule yields over `years`; Infinity for any other rule. */
+function ruleOnsets(rule: ICalRecur, years: number): number {
+  const parts = rule.parts as Record<string, unknown[] | undefined>;
+  if (rule.freq !== 'YEARLY' || Object.keys(parts).some((p) => !ZONE_RULE_PARTS.has(p))) return Infinity;
+  const months = parts.BYMONTH?.length ?? (parts.BYDAY || parts.BYMONTHDAY ? 12 : 1);
+  // "-1SU" is one day a month, a bare "SU" up to five.
+  const days = parts.BYMONTHDAY?.length ?? (parts.BYDAY ? parts.BYDAY.reduce<number>((n, d) => n + (/^[+-]?\d/.test(String(d)) ? 1 : 5), 0) : 1);
+  const perYear = months * days;
+  const byCount = typeof rule.count === 'number' && rule.count > 0 ? rule.count : Infinity;
+  return Math.min(byCount, perYear * Math.ceil(Math.max(1, years) / Math.max(1, rule.interval || 1)));
 }
 
 function isoSeconds(d: Date): string {

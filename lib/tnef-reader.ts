@@ -113,7 +113,8 @@ function cString(data: Buffer, encoding: 'latin1' | 'utf16le'): string {
   return s.trim();
 }
 
-const pad4 = (n: number): number => (n + 3) & ~3;
+// Plain arithmetic, not `(n + 3) & ~3`: lengths are 32-bit unsigned and the bitwise form wraps (0xFFFFFFFD → 0).
+const pad4 = (n: number): number => n + ((4 - (n % 4)) % 4);
 
 // Fixed value sizes by MAPI property type (before padding to 4 bytes).
 const FIXED_SIZES: ReadonlyMap<number, number> = new Map([

@@ -286,3 +286,61 @@ test('mutated calendars never throw', () => {
     assert.doesNotThrow(() => readCalendar(mutated, i % 2 ? 'REQUEST' : null));
   }
 });
+
+// Review regressions: hostile input must not keep ical.js busy (serve mode runs every message in one thread).
+
+test('a huge DURATION is not added (ical.js steps through it month by month)', () => {
+  const t = performance.now();
+  const facts = readCalendar(ics({ method: 'REQUEST', event: ['DTSTART:20261201T100000Z', 'DURATION:P199999999W'] }));
+  assert.ok(performance.now() - t < 1000, `took ${Math.round(performance.now() - t)} ms`);
+  assert.equal(facts.start?.utc, '2026-12-01T10:00:00Z');
+  assert.equal(facts.end, null);
+  assert.ok(facts.warnings.some((w) => /DURATION/.test(w)));
+});
+
+/** A VTIMEZONE whose two observances follow `rule` from `since`. */
+function ruledZone(tzid: string, rule: string, since = '16010101T000000'): string[] {
+  return ['BEGIN:VTIMEZONE', `TZID:${tzid}`,
+    'BEGIN:STANDARD', `DTSTART:${since}`, 'TZOFFSETFROM:+0200', 'TZOFFSETTO:+0100', `RRULE:${rule};BYMONTH=10`, 'END:STANDARD',
+    'BEGIN:DAYLIGHT', `DTSTART:${since}`, 'TZOFFSETFROM:+0100', 'TZOFFSETTO:+0200', `RRULE:${rule};BYMONTH=3`, 'END:DAYLIGHT',
+    'END:VTIMEZONE'];
+}
+
+test('a VTIMEZONE too costly for ical.js to expand is not used; the zone name still resolves', () => {
+  // FREQ=DAILY since 1601: ical.js expands every day up to now + 5 years before it answers.
+  const t = performance.now();
+  const daily = readCalendar(ics({ event: ['DTSTART;TZID=Europe/Berlin:20261201T100000'], extra: ruledZone('Europe/Berlin', 'FREQ=DAILY') }));
+  // A yearly rule, but for the year 9999: 8400 years of transitions.
+  const far = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:99991201T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
+  assert.ok(performance.now() - t < 1000, `took ${Math.round(performance.now() - t)} ms`);
+  assert.equal(daily.start?.utc, '2026-12-01T09:00:00Z', 'read by its IANA name instead');
+  assert.ok(daily.warnings.some((w) => /Europe\/Berlin/.test(w)));
+  assert.deepEqual(far.start, { local: '9999-12-01T10:00:00', tzid: 'Custom Zone', utc: null, allDay: false });
+  // An ordinary Outlook-style zone (yearly, since 1601) is still used.
+  const usual = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:20260715T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
+  assert.equal(usual.start?.utc, '2026-07-15T08:00:00Z');
+});
+
+test('a content line with a huge parameter list is not handed to ical.js (it rescans the line per parameter)', () => {
+  const t = performance.now();
+  const facts = readCalendar(ics({ method: 'CANCEL', event: ['SUMMARY' + ';X=1'.repeat(200_000) + ':hi'] }), 'REQUEST');
+  assert.ok(performance.now() - t < 1000, `took ${Math.round(performance.now() - t)} ms`);
+  assert.equal(facts.method, 'CANCEL', 'the METHOD line is still found');
+  assert.ok(facts.warnings.some((w) => /parameter/.test(w)));
+});
+
+test('unparsed calendars: a readable METHOD line still wins over the method parameter', () => {
+  const big = ics({ method: 'REPLY', event: ['X-ALT-DESC:' + 'x'.repeat(MAX_CALENDAR_BYTES)] });
+  assert.equal(readCalendar(big, 'REQUEST').method, 'REPLY', 'over the cap');
+  const broken = 'BEGIN:VCALENDAR\r\nMETHOD:CANCEL\r\nBEGIN:VEVENT\r\nthis line has no colon\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n';
+  const facts = readCalendar(broken, 'REQUEST');
+  assert.equal(facts.component, null, 'the sample really does not parse');
+  assert.equal(facts.method, 'CANCEL', 'unparseable');
+  assert.equal(readCalendar('garbage', 'REQUEST').method, 'REQUEST', 'no METHOD line: the parameter counts');
+});
+
+test('a UTC time with a stray TZID is labelled UTC (RFC 5545 3.3.5: TZID does not apply to UTC times)', () => {
+  const facts = readCalendar(ics({ event: ['DTSTART;TZID=Europe/Berlin:20261201T100000Z'] }));
+  // The footer shows local + tzid: "10:00 (Europe/Berlin)" would be an hour off.
+  assert.deepEqual(facts.start, { local: '2026-12-01T10:00:00', tzid: 'UTC', utc: '2026-12-01T10:00:00Z', allDay: false });
+});

@@ -245,3 +245,18 @@ test('hook modules register on message:classify and answer through the registry'
   assert.equal(form[1]?.kind, 'custom-form');
   assert.equal(form[1]?.footer, true);
 });
+
+test('judgeClass: built-in names match whole class segments, not any custom name that starts the same', () => {
+  const table: Array<[string, string]> = [
+    ['IPM.Note.SecureTransfer.Expense', 'custom-form'],
+    ['IPM.Post.RSSFeedback', 'custom-form'],
+    ['IPM.Note.SMIMEDemoForm', 'custom-form'],
+    ['IPM.Note.StorageQuotaWarningAck', 'custom-form'],
+    ['IPM.Note.Secure', 'built-in'],
+    ['IPM.Note.SMIME.MultipartSigned', 'built-in'],
+    ['IPM.Note.rpmsg.Microsoft.Voicemail.UM.CA', 'built-in'],
+    ['IPM.Note.StorageQuotaWarning.Warning', 'built-in'],
+    ['IPM.Post.Rss', 'built-in'],
+  ];
+  for (const [cls, kind] of table) assert.equal(judgeClass(cls).kind, kind, cls);
+});

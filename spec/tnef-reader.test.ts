@@ -185,3 +185,16 @@ test('isTnefPart: content types and the winmail.dat file name', () => {
   assert.equal(isTnefPart({ contentType: 'application/octet-stream', filename: 'invite.ics' }), false);
   assert.equal(isTnefPart({ contentType: 'text/plain', filename: null }), false);
 });
+
+test('a named property whose name length wraps around 32 bits stops the walk instead of shifting it', () => {
+  // Name length 0xFFFFFFFD: padded to 4 with 32-bit arithmetic it becomes 0, and the walker would go on
+  // reading the following bytes as properties, finding a class the stream does not really announce.
+  const guid = Buffer.alloc(16, 0x22);
+  const named = Buffer.concat([Buffer.from([0x03, 0x00, 0x01, 0x80]), guid, Buffer.from([1, 0, 0, 0]), Buffer.from([0xfd, 0xff, 0xff, 0xff])]);
+  const planted = propertyList([{ type: 0x001f, id: 0x001a, values: [Buffer.from('IPM.Note.Planted\0', 'utf16le')] }]).subarray(4);
+  const block = Buffer.concat([Buffer.from([2, 0, 0, 0]), named, Buffer.alloc(4), planted]);
+  const stream = Buffer.concat([header(), attribute(1, 0x00078008, Buffer.from('IPM.Microsoft Mail.Note\0', 'latin1')), attribute(1, 0x00069003, block)]);
+  const facts = readTnef(stream);
+  assert.equal(facts.messageClass, 'IPM.Note');
+  assert.ok(facts.warnings.some((w) => /ends early/.test(w)));
+});
