@@ -1,4 +1,4 @@
-// Calendar reader: the only module that imports ical.js. Turns iCalendar bytes into CalendarFacts.
+// Calendar reader: with lib/calendar-zone.ts the only module that imports ical.js. Turns iCalendar bytes into CalendarFacts.
 // In: the decoded body of a text/calendar or .ics part, its method parameter and charset (optional).
 // Out: METHOD, the master VEVENT/VTODO's identity, summary, start/end (with UTC when the zone resolves)
 // and organizer. Fails soft: input over 1 MiB (or that would keep ical.js busy) is only scanned for METHOD,
@@ -7,14 +7,13 @@
 
 import ICAL from 'ical.js';
 import type { CalendarFacts, CalendarTime } from './types.js';
+import { zoneOffset } from './calendar-zone.js';
 
 /** Calendars larger than this are not parsed (Outlook embeds HTML and attachments in them). */
 export const MAX_CALENDAR_BYTES = 1024 * 1024;
 
 type ICalComponent = InstanceType<typeof ICAL.Component>;
 type ICalTime = InstanceType<typeof ICAL.Time>;
-type ICalTimezone = InstanceType<typeof ICAL.Timezone>;
-type ICalRecur = InstanceType<typeof ICAL.Recur>;
 
 // Windows zone names Outlook writes as TZID, for the rare file that omits its VTIMEZONE
 // (CLDR windowsZones, territory 001).
@@ -319,9 +318,10 @@ function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) =
   const tzid = isUtc ? 'UTC' : tzParam;
   let utc: string | null = null;
   try {
-    if (zone && zone !== ICAL.Timezone.localTimezone && zone.tzid !== 'floating' && zoneIsCheap(zone, t.year, warn)) {
+    const offset = zone && zone !== ICAL.Timezone.localTimezone && zone.tzid !== 'floating' ? zoneOffset(t, warn) : null;
+    if (offset !== null) {
       // Z, a VTIMEZONE in the same file, or UTC/GMT: ical.js knows the offset.
-      utc = isoSeconds(new Date(t.toUnixTime() * 1000));
+      utc = isoSeconds(utcDate(t.year, t.month, t.day, t.hour, t.minute, t.second - offset));
     } else if (tzParam !== null) {
       const iana = WINDOWS_ZONES.get(tzParam.toLowerCase()) ?? tzParam;
       utc = zonedTimeToUtc(local, iana);
@@ -334,42 +334,12 @@ function toCalendarTime(t: ICalTime, tzParam: string | null, warn: (m: string) =
   return { local, tzid, utc, allDay: false };
 }
 
-/** Rule parts real VTIMEZONE observances use (RFC 5545 3.6.5; Outlook, Google, Apple, tzurl). */
-const ZONE_RULE_PARTS: ReadonlySet<string> = new Set(['BYMONTH', 'BYDAY', 'BYMONTHDAY', 'WKST']);
-/** Onsets ical.js may generate for one zone: Outlook's two yearly rules since 1601 need about 860. */
-const MAX_ZONE_ONSETS = 2_000;
-
-/**
- * ical.js turns a local time into UTC by expanding every observance rule from its DTSTART up to the
- * year asked (at least this year + 5), without any limit; a daily rule since 1601 or the year 9999
- * would block the event loop for seconds. Estimate the onsets first; too many: do not ask ical.js.
- */
-function zoneIsCheap(zone: ICalTimezone, year: number, warn: (m: string) => void): boolean {
-  const comp = zone.component;
-  if (!comp) return true; // UTC: nothing to expand
-  const until = Math.max(year, new Date().getUTCFullYear()) + 5;
-  let onsets = 0;
-  for (const obs of comp.getAllSubcomponents()) {
-    const rule = obs.getFirstPropertyValue('rrule');
-    const since = obs.getFirstPropertyValue('dtstart');
-    if (!rule || !(since instanceof ICAL.Time)) { onsets++; continue; } // one onset, or skipped by ical.js
-    onsets += rule instanceof ICAL.Recur ? ruleOnsets(rule, until - since.year + 1) : Infinity;
-  }
-  if (onsets <= MAX_ZONE_ONSETS) return true;
-  warn(`VTIMEZONE "${zone.tzid}" would need ${onsets} transitions up to ${until}; not used`);
-  return false;
-}
-
-/** Upper bound of the onsets a yearly observance rule yields over `years`; Infinity for any other rule. */
-function ruleOnsets(rule: ICalRecur, years: number): number {
-  const parts = rule.parts as Record<string, unknown[] | undefined>;
-  if (rule.freq !== 'YEARLY' || Object.keys(parts).some((p) => !ZONE_RULE_PARTS.has(p))) return Infinity;
-  const months = parts.BYMONTH?.length ?? (parts.BYDAY || parts.BYMONTHDAY ? 12 : 1);
-  // "-1SU" is one day a month, a bare "SU" up to five.
-  const days = parts.BYMONTHDAY?.length ?? (parts.BYDAY ? parts.BYDAY.reduce<number>((n, d) => n + (/^[+-]?\d/.test(String(d)) ? 1 : 5), 0) : 1);
-  const perYear = months * days;
-  const byCount = typeof rule.count === 'number' && rule.count > 0 ? rule.count : Infinity;
-  return Math.min(byCount, perYear * Math.ceil(Math.max(1, years) / Math.max(1, rule.interval || 1)));
+/** Date.UTC, but years 0-99 stay themselves (Date.UTC reads them as 1900-1999). */
+function utcDate(year: number, month: number, day: number, hour: number, minute: number, second: number): Date {
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  d.setUTCHours(hour, minute, second);
+  return d;
 }
 
 function isoSeconds(d: Date): string {

@@ -310,12 +310,15 @@ test('a VTIMEZONE too costly for ical.js to expand is not used; the zone name st
   // FREQ=DAILY since 1601: ical.js expands every day up to now + 5 years before it answers.
   const t = performance.now();
   const daily = readCalendar(ics({ event: ['DTSTART;TZID=Europe/Berlin:20261201T100000'], extra: ruledZone('Europe/Berlin', 'FREQ=DAILY') }));
-  // A yearly rule, but for the year 9999: 8400 years of transitions.
-  const far = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:99991201T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
+  // A yearly rule for the year 9999 with a COUNT (so it cannot start later): 8400 years of transitions.
+  const far = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:99991201T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU;COUNT=9000') }));
+  // Without a COUNT the rule starts two years before 9999 (lib/calendar-zone.ts): cheap, and converted.
+  const farOpen = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:99991201T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
   assert.ok(performance.now() - t < 1000, `took ${Math.round(performance.now() - t)} ms`);
   assert.equal(daily.start?.utc, '2026-12-01T09:00:00Z', 'read by its IANA name instead');
   assert.ok(daily.warnings.some((w) => /Europe\/Berlin/.test(w)));
   assert.deepEqual(far.start, { local: '9999-12-01T10:00:00', tzid: 'Custom Zone', utc: null, allDay: false });
+  assert.deepEqual(farOpen.start, { local: '9999-12-01T10:00:00', tzid: 'Custom Zone', utc: '9999-12-01T09:00:00Z', allDay: false });
   // An ordinary Outlook-style zone (yearly, since 1601) is still used.
   const usual = readCalendar(ics({ event: ['DTSTART;TZID=Custom Zone:20260715T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
   assert.equal(usual.start?.utc, '2026-07-15T08:00:00Z');
@@ -343,4 +346,6 @@ test('a UTC time with a stray TZID is labelled UTC (RFC 5545 3.3.5: TZID does no
   const facts = readCalendar(ics({ event: ['DTSTART;TZID=Europe/Berlin:20261201T100000Z'] }));
   // The footer shows local + tzid: "10:00 (Europe/Berlin)" would be an hour off.
   assert.deepEqual(facts.start, { local: '2026-12-01T10:00:00', tzid: 'UTC', utc: '2026-12-01T10:00:00Z', allDay: false });
+  // years 0-99 stay themselves (Date.UTC would read them as 1900-1999)
+  assert.equal(readCalendar(ics({ event: ['DTSTART:00010101T100000Z'] })).start?.utc, '0001-01-01T10:00:00Z');
 });
