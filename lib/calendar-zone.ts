@@ -20,8 +20,13 @@ const ZONE_RULE_PARTS: ReadonlySet<string> = new Set(['BYMONTH', 'BYDAY', 'BYMON
 /** Onsets ical.js may generate for one zone: Outlook's two yearly rules since 1601 need about 860. */
 const MAX_ZONE_ONSETS = 2_000;
 
-/** Shortened copies by zone and first year; a message converts DTSTART and DTEND with the same zone. */
-const nearCopies = new WeakMap<ICalTimezone, Map<number, ICalTimezone>>();
+/**
+ * Shortened copies, expanded once, by year and VTIMEZONE text: a site sees the same few zones in mail
+ * after mail (Exchange writes the same "W. Europe Standard Time" every time), so ical.js expands each
+ * once per year asked, not once per message. Bounded; the least recently used goes first.
+ */
+const nearCopies = new Map<string, ICalTimezone>();
+const MAX_CACHED_ZONES = 256;
 
 /** Offset of `t` from UTC in seconds (ical.js's own answer, on a shortened copy of its zone), or null. */
 export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | null {
@@ -34,28 +39,29 @@ export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | nul
 }
 
 /**
- * The zone with every open-ended yearly observance starting in `year` - 2 (or the year before that
- * keeps an INTERVAL's rhythm) instead of centuries earlier. Its DTSTART becomes one extra onset in that
- * year, which may be on a day the rule would not give; the whole year after it holds only the rule's
- * own onsets, so from `year` on every offset is the original zone's.
+ * A detached copy of the zone with every open-ended yearly observance starting in `year` - 2 (or the
+ * year before that keeps an INTERVAL's rhythm) instead of centuries earlier. Its DTSTART becomes one
+ * extra onset in that year, which may be on a day the rule would not give; the whole year after it
+ * holds only the rule's own onsets, so from `year` on every offset is the original zone's.
  */
 function nearZone(zone: ICalTimezone, year: number): ICalTimezone {
-  let byYear = nearCopies.get(zone);
-  const cached = byYear?.get(year);
-  if (cached) return cached;
   const comp = zone.component as ICalComponent;
-  const shifts = comp.getAllSubcomponents().map((obs) => shiftedStart(obs, year - 2));
-  let near = zone;
-  if (shifts.some((s) => s !== null)) {
-    const copy = new ICAL.Component(structuredClone(comp.toJSON()));
-    copy.getAllSubcomponents().forEach((obs, i) => {
-      const start = shifts[i];
-      if (start) obs.updatePropertyWithValue('dtstart', start);
-    });
-    near = new ICAL.Timezone({ component: copy, tzid: zone.tzid });
+  const key = `${year}\n${comp.toString()}`;
+  const cached = nearCopies.get(key);
+  if (cached) {
+    nearCopies.delete(key);
+    nearCopies.set(key, cached);
+    return cached;
   }
-  if (!byYear) nearCopies.set(zone, (byYear = new Map()));
-  byYear.set(year, near);
+  // a copy either way: the cache must not keep the message's whole calendar alive through `parent`
+  const copy = new ICAL.Component(structuredClone(comp.toJSON()));
+  for (const obs of copy.getAllSubcomponents()) {
+    const start = shiftedStart(obs, year - 2);
+    if (start) obs.updatePropertyWithValue('dtstart', start);
+  }
+  const near = new ICAL.Timezone({ component: copy, tzid: zone.tzid });
+  nearCopies.set(key, near);
+  if (nearCopies.size > MAX_CACHED_ZONES) nearCopies.delete(nearCopies.keys().next().value as string);
   return near;
 }
 
