@@ -3,7 +3,7 @@
 // (Postfix's smtp-sink when installed, else a Node null sink), at concurrency 1, 10 and 50, in one
 // run; then the filter's peak RSS for a 25 MiB message.
 // Usage: npm run build && node --import tsx bench/relay.ts [--messages N] [--rounds R] [--warmup N] [--only plain|calendar]
-//        [--filter-args "--next-hop-idle-time 0"] [--node-args "--max-semi-space-size=32"]
+//        [--filter-args "--next-hop-idle-time 0"] [--node-args "--max-semi-space-size=32"] [--calendar FILE.eml]
 // Prints figures and ratios; not a test (no pass/fail). Every process it starts is stopped.
 // Two ratios per ceiling: of the medians, and the median (with the range) of the per-round ratios,
 // each round's filter run against the ceiling run just before it: on a shared 2-core VM a ceiling
@@ -12,7 +12,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { freePort, killAll, opt, plainMessage, quantile, ROOT, sendLoad, start, stop, waitPort } from './harness.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const MESSAGES = Number(opt('messages', '3000'));
 const ONLY = opt('only', '');
@@ -51,8 +51,9 @@ async function load(port: number, raw: Buffer, total: number, concurrency: numbe
 }
 
 
+/** The calendar case: fixtures/mail/exchange-12k.eml, or --calendar FILE (e.g. a corpus message with a VTIMEZONE). */
 function calendarMessage(): Buffer | null {
-  const path = join(ROOT, 'fixtures/mail/exchange-12k.eml');
+  const path = resolve(ROOT, opt('calendar', 'fixtures/mail/exchange-12k.eml'));
   return existsSync(path) ? readFileSync(path) : null;
 }
 
