@@ -46,7 +46,7 @@ export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | nul
  */
 function nearZone(zone: ICalTimezone, year: number): ICalTimezone {
   const comp = zone.component as ICalComponent;
-  const key = `${year}\n${comp.toString()}`;
+  const key = `${year}\n${zoneText(zone, comp)}`;
   const cached = nearCopies.get(key);
   if (cached) {
     nearCopies.delete(key);
@@ -63,6 +63,14 @@ function nearZone(zone: ICalTimezone, year: number): ICalTimezone {
   nearCopies.set(key, near);
   if (nearCopies.size > MAX_CACHED_ZONES) nearCopies.delete(nearCopies.keys().next().value as string);
   return near;
+}
+
+/** The zone's content as a cache key; once per zone object (a message asks for DTSTART and DTEND). */
+const zoneTexts = new WeakMap<ICalTimezone, string>();
+function zoneText(zone: ICalTimezone, comp: ICalComponent): string {
+  let text = zoneTexts.get(zone);
+  if (text === undefined) zoneTexts.set(zone, (text = JSON.stringify(comp.toJSON())));
+  return text;
 }
 
 /** A later DTSTART for an observance whose yearly rule runs on past `from` (no COUNT, no RDATE), or null. */

@@ -93,13 +93,27 @@ const MAX_FOOTER_LINE = 900;
 /** Bytes one code point may take in a part: UTF-8 and GB18030 need 4; in HTML part-footer writes &#N; (up to 10). */
 const weight = (cp: number, html: boolean) => (cp < 0x80 ? 1 : html ? 10 : 4);
 
+/** True when no line can pass `max` bytes whatever its characters become: the usual footer, checked without tokenizing. */
+function allLinesFit(s: string, max: number, html: boolean): boolean {
+  const heavy = html ? 10 : 4;
+  for (let start = 0; start <= s.length; ) {
+    let end = s.indexOf('\n', start);
+    if (end < 0) end = s.length;
+    const len = end - start;
+    // UTF-16 units over-count astral characters, never under-count: a safe bound
+    if (len * heavy > max && !(len <= max && /^[\x00-\x7f]*$/.test(s.slice(start, end)))) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 /**
  * Long HTML lines broken where a line break changes nothing a reader sees: between attributes inside a
  * tag (the blank becomes the line break), else in text by an empty comment holding the line break (not
  * inside a character reference, an attribute value or a raw-text element). Lines that fit stay as they are.
  */
 export function breakHtmlLines(html: string, max = MAX_FOOTER_LINE): string {
-  if (html.length * 10 <= max) return html; // fits whatever it holds
+  if (allLinesFit(html, max, true)) return html;
   const states = htmlStates(html);
   const out: string[] = [];
   let lineLen = 0;
@@ -131,6 +145,7 @@ export function breakHtmlLines(html: string, max = MAX_FOOTER_LINE): string {
 
 /** Text lines longer than a part can carry broken at the last blank that fits, else between characters. */
 export function breakTextLines(text: string, max = MAX_FOOTER_LINE): string {
+  if (allLinesFit(text, max, false)) return text;
   return text.split('\r\n').map((line) => {
     const out: string[] = [];
     let cur: string[] = [];
