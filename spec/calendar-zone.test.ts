@@ -100,3 +100,97 @@ test('an Outlook zone (DTSTART 1601) costs well under a millisecond, not ~850 ru
   // the median of each: the shortened copy does at least 5 times less work than the full expansion
   assert.ok(runs[15]! * 5 < full[15]!, `shortened ${runs[15]!.toFixed(3)} ms vs full ${full[15]!.toFixed(3)} ms`);
 });
+
+// Review regressions: zone shapes whose ical.js expansion is not the same from any later year on.
+
+/** ours against ical.js on a fresh zone as written, every day (at `hours`) of `y0`..`y1`. */
+function assertSameOffsets(name: string, vtz: string, y0: number, y1: number, hours = [1, 13]): void {
+  const bad: string[] = [];
+  for (let year = y0; year <= y1; year++) {
+    const full = parsedZone(vtz);
+    const ours = parsedZone(vtz);
+    for (let month = 1; month <= 12; month++) {
+      for (let day = 1; day <= ICAL.Time.daysInMonth(month, year); day++) {
+        for (const hour of hours) {
+          const want = full.utcOffset(at(full, year, month, day, hour));
+          const got = zoneOffset(at(ours, year, month, day, hour), (m) => bad.push(`warning ${m}`));
+          if (got !== want) bad.push(`${year}-${month}-${day} ${hour}:00 want ${want} got ${got}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(bad.slice(0, 5), [], `${name}: ${bad.length} differences`);
+}
+
+test('a 29 February DTSTART or a leap-day rule keeps ical.js\'s own onsets (its expansion depends on DTSTART there)', () => {
+  // FREQ=YEARLY without BYMONTHDAY takes the day from DTSTART: moved to the 28th it would give other onsets
+  assertSameOffsets('day from DTSTART', zone('Leap/A', [
+    { kind: 'DAYLIGHT', start: '20000229T020000', from: '+0000', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=2' },
+    { kind: 'STANDARD', start: '20001001T030000', from: '+0100', to: '+0000', rule: 'FREQ=YEARLY;BYMONTH=10' },
+  ]), 2019, 2031);
+  // 29 February: ical.js gives 1 March in common years or nothing, depending on the DTSTART year
+  assertSameOffsets('leap day rule', zone('Leap/B', [
+    { kind: 'DAYLIGHT', start: '16010101T020000', from: '+0000', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29' },
+    { kind: 'STANDARD', start: '16010101T030000', from: '+0100', to: '+0000', rule: 'FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=29' },
+  ]), 2019, 2031);
+});
+
+test('INTERVAL > 1: the shortened copy still holds the last onset of every observance', () => {
+  // southern-hemisphere order (summer time from September), DTSTART late in the year, every third year
+  assertSameOffsets('interval 3', zone('Interval/South', [
+    { kind: 'DAYLIGHT', start: '19001201T020000', from: '+0100', to: '+0200', rule: 'FREQ=YEARLY;INTERVAL=3;BYMONTH=9;BYDAY=1SU' },
+    { kind: 'STANDARD', start: '19000101T030000', from: '+0200', to: '+0100', rule: 'FREQ=YEARLY;INTERVAL=3;BYMONTH=5;BYDAY=1SU' },
+  ]), 2019, 2031);
+});
+
+test('rules that skip years (a fifth Sunday of February) keep the onset from years back', () => {
+  assertSameOffsets('fifth weekday', zone('Rare/Zone', [
+    { kind: 'DAYLIGHT', start: '16010101T020000', from: '+0100', to: '+0200', rule: 'FREQ=YEARLY;BYMONTH=2;BYDAY=5SU' },
+    { kind: 'STANDARD', start: '16010101T030000', from: '+0200', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=2;BYDAY=5MO' },
+  ]), 2019, 2031);
+});
+
+test('a rule that can never occur is not handed to ical.js (it searches every year up to 20000 for one)', () => {
+  const never = Array.from({ length: 8 }, (_, i): Obs => ({ kind: 'DAYLIGHT', start: `20${10 + i}0101T020000`, from: '+0100', to: '+0200', rule: 'FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31;BYDAY=SU' }));
+  const vtz = zone('Never/Zone', [...never, { kind: 'STANDARD', start: '20200101T030000', from: '+0200', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU' }]);
+  const warnings: string[] = [];
+  const t0 = performance.now();
+  const got = zoneOffset(at(parsedZone(vtz), 2026, 6, 1, 0), (m) => warnings.push(m));
+  assert.ok(performance.now() - t0 < 500, `took ${Math.round(performance.now() - t0)} ms`);
+  assert.equal(got, null);
+  assert.equal(warnings.length, 1);
+});
+
+test('steady shapes other than Outlook\'s are still shortened: same offsets, and usable in the year 9999', () => {
+  const shapes: Record<string, string> = {
+    lastSundayAsMonthDays: zone('Lotus/Zone', [
+      { kind: 'DAYLIGHT', start: '16010101T020000', from: '+0100', to: '+0200', rule: 'FREQ=YEARLY;BYMONTH=3;BYDAY=SU;BYMONTHDAY=25,26,27,28,29,30,31' },
+      { kind: 'STANDARD', start: '16010101T030000', from: '+0200', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=10;BYDAY=SU;BYMONTHDAY=25,26,27,28,29,30,31' },
+    ]),
+    dayFromDtstart: zone('Plain/Zone', [
+      { kind: 'DAYLIGHT', start: '16010330T020000', from: '+0100', to: '+0200', rule: 'FREQ=YEARLY' },
+      { kind: 'STANDARD', start: '16011030T030000', from: '+0200', to: '+0100', rule: 'FREQ=YEARLY;BYMONTH=10' },
+    ]),
+  };
+  for (const [name, vtz] of Object.entries(shapes)) {
+    assertSameOffsets(name, vtz, 2024, 2028);
+    assert.equal(zoneOffset(at(parsedZone(vtz), 9999, 7, 1, 12), () => assert.fail('no warning expected')), 7200, name);
+  }
+});
+
+test('the zone cache does not keep large VTIMEZONEs (up to the 1 MiB calendar cap, 256 of them)', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 64; i++) {
+    // a VTIMEZONE padded with an X- property: each one its own cache key
+    const vtz = ZONES.outlookEurope!.replace('TZID:Romance Standard Time', `TZID:Romance Standard Time\r\nX-PAD-${i}:${'x'.repeat(900_000)}`);
+    assert.equal(zoneOffset(at(parsedZone(vtz), 2026, 12, 1, 10), () => undefined), 3600);
+  }
+  gc();
+  const retained = (process.memoryUsage().heapUsed - before) / 1e6;
+  assert.ok(retained < 30, `${Math.round(retained)} MB retained`);
+});
