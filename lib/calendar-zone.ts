@@ -26,10 +26,13 @@ const MAX_ZONE_ONSETS = 2_000;
  * after mail (Exchange writes the same "W. Europe Standard Time" every time), so ical.js expands each
  * once per year asked, not once per message. Bounded; the least recently used goes first.
  */
-const nearCopies = new Map<string, ICalTimezone>();
+const nearCopies = new Map<string, NearZone>();
 const MAX_CACHED_ZONES = 256;
 /** Larger zones (padded or with thousands of RDATEs, up to the 1 MiB calendar cap) are copied, not kept. */
 const MAX_CACHED_ZONE_CHARS = 16 * 1024;
+
+/** A shortened copy and, when it is still too costly for ical.js, why (judged once per copy). */
+interface NearZone { zone: ICalTimezone; refusal: string | null }
 
 /** Offset of `t` from UTC in seconds (ical.js's own answer, on a shortened copy of its zone), or null. */
 export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | null {
@@ -37,8 +40,11 @@ export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | nul
   if (!zone) return null;
   if (zone === ICAL.Timezone.utcTimezone || !zone.component) return zone.utcOffset(t);
   const near = nearZone(zone, t.year);
-  if (!zoneIsCheap(near, t.year, warn)) return null;
-  return near.utcOffset(t);
+  if (near.refusal !== null) {
+    warn(near.refusal);
+    return null;
+  }
+  return near.zone.utcOffset(t);
 }
 
 /**
@@ -49,7 +55,7 @@ export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | nul
  * a repeated hour) is the original zone's: every offset from `year` on is the original zone's. Any other
  * observance is copied as written.
  */
-function nearZone(zone: ICalTimezone, year: number): ICalTimezone {
+function nearZone(zone: ICalTimezone, year: number): NearZone {
   const comp = zone.component as ICalComponent;
   const key = `${year}\n${zoneText(zone, comp)}`;
   const cached = nearCopies.get(key);
@@ -64,7 +70,8 @@ function nearZone(zone: ICalTimezone, year: number): ICalTimezone {
     const start = shiftedStart(obs, year - 2);
     if (start) obs.updatePropertyWithValue('dtstart', start);
   }
-  const near = new ICAL.Timezone({ component: copy, tzid: zone.tzid });
+  const shortened = new ICAL.Timezone({ component: copy, tzid: zone.tzid });
+  const near = { zone: shortened, refusal: costRefusal(shortened, year) };
   if (key.length > MAX_CACHED_ZONE_CHARS) return near;
   nearCopies.set(key, near);
   if (nearCopies.size > MAX_CACHED_ZONES) nearCopies.delete(nearCopies.keys().next().value as string);
@@ -140,11 +147,12 @@ function steadyRule(rule: ICalRecur, since: ICalTime): boolean {
 
 /**
  * ical.js expands every observance rule without any limit; a daily rule since 1601 or the year 9999
- * would block the event loop for seconds. Estimate the onsets first; too many: do not ask ical.js.
+ * would block the event loop for seconds. Estimate the onsets first; too many: the warning, and ical.js
+ * is not asked. Null: cheap enough.
  */
-function zoneIsCheap(zone: ICalTimezone, year: number, warn: (m: string) => void): boolean {
+function costRefusal(zone: ICalTimezone, year: number): string | null {
   const comp = zone.component as ICalComponent | null;
-  if (!comp) return true; // UTC: nothing to expand
+  if (!comp) return null; // UTC: nothing to expand
   const until = Math.max(year, new Date().getUTCFullYear()) + 5;
   let onsets = 0;
   for (const obs of comp.getAllSubcomponents()) {
@@ -153,9 +161,7 @@ function zoneIsCheap(zone: ICalTimezone, year: number, warn: (m: string) => void
     if (!rule || !(since instanceof ICAL.Time)) { onsets++; continue; } // one onset, or skipped by ical.js
     onsets += rule instanceof ICAL.Recur ? ruleOnsets(rule, until - since.year + 1) : Infinity;
   }
-  if (onsets <= MAX_ZONE_ONSETS) return true;
-  warn(`VTIMEZONE "${zone.tzid}" would need ${onsets} transitions up to ${until}; not used`);
-  return false;
+  return onsets <= MAX_ZONE_ONSETS ? null : `VTIMEZONE "${zone.tzid}" would need ${onsets} transitions up to ${until}; not used`;
 }
 
 /**

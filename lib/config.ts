@@ -5,7 +5,7 @@
 // where it came from; the CLI prints it and exits 78 (EX_CONFIG) before anything listens.
 
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { parseCidr } from './net-allow.js';
 import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'enum';
@@ -34,11 +34,8 @@ const hopUrl = (v: string): string | null => {
   return m ? portOver(m[3], 1) : 'expected smtp://HOST:PORT or lmtp://HOST:PORT';
 };
 const cidr = (v: string): string | null => {
-  // the same rule the allow-list applies at start (lib/net-allow.ts), so a bad one is a config error (78)
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v);
-  const family = m ? isIP(m[1]!) : 0;
-  if (family === 0) return 'expected an address or CIDR such as 127.0.0.0/8';
-  return m![2] !== undefined && Number(m![2]) > (family === 4 ? 32 : 128) ? `prefix length /${m![2]} is above ${family === 4 ? 32 : 128}` : null;
+  const net = parseCidr(v); // the allow-list's own rule, so a bad one is a config error (78), not a crash at start
+  return typeof net === 'string' ? net : null;
 };
 const domain = (v: string): string | null =>
   /^[^\s@\x00-\x1f\x7f]+\.?[^\s@\x00-\x1f\x7f]*$/.test(v) ? null : 'expected a domain name';

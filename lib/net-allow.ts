@@ -5,17 +5,23 @@
 
 import { BlockList, isIP } from 'node:net';
 
+/** An address or CIDR as the allow-list takes it, or why not (the config check uses the same rule). */
+export function parseCidr(c: string): { addr: string; bits: number; type: 'ipv4' | 'ipv6' } | string {
+  const [addr = '', bitsText, extra] = c.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra !== undefined) return 'expected an address or CIDR such as 127.0.0.0/8';
+  const max = family === 4 ? 32 : 128;
+  const bits = bitsText === undefined ? max : /^\d{1,3}$/.test(bitsText) ? Number(bitsText) : NaN;
+  if (!(bits >= 0 && bits <= max)) return `prefix length /${bitsText} is not within 0..${max}`;
+  return { addr, bits, type: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
 export function buildAllowList(cidrs: string[]): (address: string) => boolean {
   const list = new BlockList();
   for (const c of cidrs) {
-    const [addr = '', bitsText] = c.split('/');
-    const family = isIP(addr);
-    if (family === 0) throw new Error(`allowed_clients: "${c}" is not an IP address or CIDR`);
-    const type = family === 4 ? 'ipv4' : 'ipv6';
-    const max = family === 4 ? 32 : 128;
-    const bits = bitsText === undefined ? max : Number(bitsText);
-    if (!Number.isInteger(bits) || bits < 0 || bits > max) throw new Error(`allowed_clients: "${c}" has a bad prefix length`);
-    list.addSubnet(addr, bits, type);
+    const net = parseCidr(c);
+    if (typeof net === 'string') throw new Error(`allowed_clients: "${c}": ${net}`);
+    list.addSubnet(net.addr, net.bits, net.type);
   }
   return (address: string) => {
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);

@@ -128,7 +128,7 @@ export interface PostfixRecipe {
 export async function refusedWhileDown(postfix: PostfixInstance, messageId: string, port: number,
   recipients: number, attempts: number, ms = 75_000): Promise<string> {
   const id = await until(`Postfix to queue ${messageId}`, 15_000, async () =>
-    new RegExp(`: ([0-9A-Za-z]+): message-id=<${escape(messageId)}>$`, 'm').exec(await postfix.log())?.[1], () => postfix.report());
+    new RegExp(`: ([0-9A-Za-z]+): message-id=<${escapeRegExp(messageId)}>$`, 'm').exec(await postfix.log())?.[1], () => postfix.report());
   const refused = new RegExp(`: ${id}: to=<[^>]+>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${port}: Connection refused\\)$`, 'gm');
   let flushed = Date.now();
   await until(`${attempts} attempts to deliver ${messageId} that found the filter down`, ms, async () => {
@@ -139,7 +139,7 @@ export async function refusedWhileDown(postfix: PostfixInstance, messageId: stri
   return id;
 }
 
-function escape(s: string): string {
+function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
