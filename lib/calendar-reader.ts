@@ -7,13 +7,15 @@
 
 import ICAL from 'ical.js';
 import type { CalendarFacts, CalendarTime } from './types.js';
-import { zoneOffset } from './calendar-zone.js';
+import { slimCalendar } from './calendar-slim.js';
+import { zoneOffset, zonesFromText } from './calendar-zone.js';
 
 /** Calendars larger than this are not parsed (Outlook embeds HTML and attachments in them). */
 export const MAX_CALENDAR_BYTES = 1024 * 1024;
 
 type ICalComponent = InstanceType<typeof ICAL.Component>;
 type ICalTime = InstanceType<typeof ICAL.Time>;
+type ICalTimezone = InstanceType<typeof ICAL.Timezone>;
 
 // Windows zone names Outlook writes as TZID, for the rare file that omits its VTIMEZONE
 // (CLDR windowsZones, territory 001).
@@ -67,8 +69,8 @@ export function readCalendarMethod(data: Buffer | string): string | null {
   return m ? normalizeMethod(m[1]) : null;
 }
 
-/** Reads the facts of an iCalendar object. Never throws. */
-export function readCalendar(data: Buffer | string, methodParam?: string | null, charset?: string | null): CalendarFacts {
+/** Reads the facts of an iCalendar object. Never throws. `slim: false` parses every line (tests compare the two). */
+export function readCalendar(data: Buffer | string, methodParam?: string | null, charset?: string | null, opts: { slim?: boolean } = {}): CalendarFacts {
   const facts: CalendarFacts = {
     method: null, component: null, uid: null, recurrenceId: null, sequence: null,
     summary: null, start: null, end: null, organizer: null, warnings: [],
@@ -84,12 +86,12 @@ export function readCalendar(data: Buffer | string, methodParam?: string | null,
       return facts;
     }
     const text = decode(data, charset, warn).replace(/^\uFEFF/, '');
-    const root = parseRoot(text, warn);
-    if (root === null) {
+    const parsed = parseRoot(text, warn, opts.slim !== false);
+    if (parsed === null) {
       facts.method = unparsedMethod(text, param, warn);
       return facts;
     }
-    readFacts(root, facts, warn);
+    readFacts(parsed.root, facts, warn, parsed.zones);
     if (facts.method === null && param !== null) {
       warn('no METHOD inside the calendar; the method parameter was used');
       facts.method = param;
@@ -136,13 +138,42 @@ function decode(data: Buffer | string, charset: string | null | undefined, warn:
   }
 }
 
-/** Parses the text and returns the VCALENDAR to read, or null when it does not parse. */
-function parseRoot(text: string, warn: (m: string) => void): ICalComponent | null {
+/**
+ * The VCALENDAR to read, or null when the text does not parse. `zones`: the calendar's VTIMEZONEs
+ * when they were cut out before parsing (see parseSlim), else null (ical.js found them itself).
+ */
+function parseRoot(text: string, warn: (m: string) => void, trySlim: boolean): { root: ICalComponent; zones: ICalTimezone[] | null } | null {
   const scan = parameterScanCost(text);
   if (scan > MAX_PARAMETER_SCAN) {
     warn(`calendar has content lines with thousands of parameters (cost ${scan}); not parsed`);
     return null;
   }
+  const slim = trySlim ? parseSlim(text) : null;
+  if (slim) return slim;
+  const root = parseFull(text, warn);
+  return root ? { root, zones: null } : null;
+}
+
+/**
+ * The plain, well-formed case, cheaply: ical.js parses only the lines readFacts reads, and the zones
+ * come from the cache of lib/calendar-zone.ts. Null for anything else (several objects, a line ical.js
+ * rejects, an unusable VTIMEZONE …): parseFull then reads it as it always did, warnings included.
+ */
+function parseSlim(text: string): { root: ICalComponent; zones: ICalTimezone[] } | null {
+  const slim = slimCalendar(text);
+  const zones = slim ? zonesFromText(slim.zones) : null;
+  if (!slim || !zones) return null;
+  try {
+    const jcal: unknown = ICAL.parse(slim.text);
+    if (!Array.isArray(jcal) || jcal[0] !== 'vcalendar') return null;
+    return { root: new ICAL.Component(jcal), zones };
+  } catch {
+    return null;
+  }
+}
+
+/** The whole text through ical.js (repaired once when it throws); the VCALENDAR to read, or null. */
+function parseFull(text: string, warn: (m: string) => void): ICalComponent | null {
   let jcal: unknown;
   try {
     jcal = ICAL.parse(text);
@@ -236,7 +267,7 @@ function repair(text: string): { text: string; fixes: string[] } {
   return { text: out, fixes };
 }
 
-function readFacts(root: ICalComponent, facts: CalendarFacts, warn: (m: string) => void): void {
+function readFacts(root: ICalComponent, facts: CalendarFacts, warn: (m: string) => void, zones: ICalTimezone[] | null): void {
   const get = <T>(what: string, read: () => T): T | null => {
     try {
       return read();
@@ -263,9 +294,9 @@ function readFacts(root: ICalComponent, facts: CalendarFacts, warn: (m: string) 
     return typeof v === 'number' && Number.isFinite(v) ? v : null;
   });
   facts.organizer = get('ORGANIZER', () => organizerAddress(asText(master.getFirstPropertyValue('organizer'))));
-  const start = get('DTSTART', () => readTime(master, 'dtstart'));
+  const start = get('DTSTART', () => readTime(master, 'dtstart', zones));
   facts.start = start ? toCalendarTime(start.time, start.tzid, warn) : null;
-  const end = get('DTEND', () => readTime(master, master.name === 'vtodo' ? 'due' : 'dtend'));
+  const end = get('DTEND', () => readTime(master, master.name === 'vtodo' ? 'due' : 'dtend', zones));
   if (end) {
     facts.end = toCalendarTime(end.time, end.tzid, warn);
   } else if (start) {
@@ -299,12 +330,18 @@ function asText(v: unknown): string | null {
   return s === '' ? null : s;
 }
 
-function readTime(comp: ICalComponent, name: string): { time: ICalTime; tzid: string | null } | null {
+function readTime(comp: ICalComponent, name: string, zones: ICalTimezone[] | null): { time: ICalTime; tzid: string | null } | null {
   const prop = comp.getFirstProperty(name);
   if (!prop) return null;
   const value = prop.getFirstValue(); // decodes lazily: a bad date throws here
   if (!(value instanceof ICAL.Time)) throw new Error(`not a date or date-time`);
   const tz = prop.getParameter('tzid');
+  // zones cut out before parsing: bind the time as ical.js would have (a UTC "Z" time and a date keep no zone)
+  const written = prop.jCal[3];
+  if (zones && typeof tz === 'string' && !value.isDate && !(typeof written === 'string' && written.endsWith('Z'))) {
+    const zone = zones.find((z) => z.tzid === tz);
+    if (zone) value.zone = zone;
+  }
   return { time: value, tzid: typeof tz === 'string' && tz.trim() !== '' ? tz.trim() : null };
 }
 

@@ -56,6 +56,20 @@ export function zoneOffset(t: ICalTime, warn: (m: string) => void): number | nul
  * observance is copied as written.
  */
 function nearZone(zone: ICalTimezone, year: number): NearZone {
+  // zone objects from zonesFromText serve message after message: their copies are found without the text key
+  let years = nearByObject.get(zone);
+  const known = years?.get(year);
+  if (known) return known;
+  const near = nearZoneByText(zone, year);
+  if (!years || years.size >= 16) nearByObject.set(zone, (years = new Map()));
+  years.set(year, near);
+  return near;
+}
+
+/** nearZone's copies by zone object and year (a few years per zone; the text-keyed cache is the bounded one). */
+const nearByObject = new WeakMap<ICalTimezone, Map<number, NearZone>>();
+
+function nearZoneByText(zone: ICalTimezone, year: number): NearZone {
   const comp = zone.component as ICalComponent;
   const key = `${year}\n${zoneText(zone, comp)}`;
   const cached = nearCopies.get(key);
@@ -76,6 +90,44 @@ function nearZone(zone: ICalTimezone, year: number): NearZone {
   nearCopies.set(key, near);
   if (nearCopies.size > MAX_CACHED_ZONES) nearCopies.delete(nearCopies.keys().next().value as string);
   return near;
+}
+
+/**
+ * VTIMEZONE components as written (lib/calendar-slim.ts cuts them out) → the zone ical.js makes of
+ * them, or null when one does not parse or names no TZID. The same text gives the same zone object
+ * every time, so neither ical.js's parse nor the cache key of nearZone is paid per message.
+ */
+const zonesByText = new Map<string, ICalTimezone | null>();
+
+/** The zones of `blocks`, in order; null when any of them is unusable (the caller then parses the whole calendar). */
+export function zonesFromText(blocks: string[]): ICalTimezone[] | null {
+  const out: ICalTimezone[] = [];
+  for (const block of blocks) {
+    let zone = zonesByText.get(block);
+    if (zone === undefined) {
+      zone = zoneOf(block);
+      if (block.length <= MAX_CACHED_ZONE_CHARS) {
+        zonesByText.set(block, zone);
+        if (zonesByText.size > MAX_CACHED_ZONES) zonesByText.delete(zonesByText.keys().next().value as string);
+      }
+    }
+    if (zone === null) return null;
+    out.push(zone);
+  }
+  return out;
+}
+
+function zoneOf(block: string): ICalTimezone | null {
+  try {
+    const jcal = ICAL.parse(block);
+    if (!Array.isArray(jcal) || jcal[0] !== 'vtimezone') return null;
+    const comp = new ICAL.Component(jcal);
+    // as ical.js's own lookup by TZID reads it (Component.getTimeZoneByID)
+    const tzid = comp.getFirstProperty('tzid')?.getFirstValue();
+    return typeof tzid === 'string' ? new ICAL.Timezone({ component: comp, tzid }) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The zone's content as a cache key; once per zone object (a message asks for DTSTART and DTEND). */
