@@ -100,26 +100,38 @@ export function decideLink(
   input: LinksInput,
   s: ResolveSettings,
 ): LinkDecision {
+  return decide(recipient, recipientKeys(recipient, s.keys).domain, answers, input, s);
+}
+
+/** decideLink, with the recipient's normalised domain already known (resolveLinks has it from its keys). */
+function decide(
+  recipient: string,
+  domain: string | null,
+  answers: Array<{ key: string; kind: KeyKind; result: CacheLookup }>,
+  input: LinksInput,
+  s: ResolveSettings,
+): LinkDecision {
   const rcpt = recipient.trim().replace(/^<(.*)>$/, '$1');
-  const site = (source: string, detail?: string): LinkDecision => {
-    // No site server and a template that needs one: the site default is "no footer".
-    if (!s.webServer && s.urlTemplate.includes('{server}')) return { recipient, url: null, source, server: null, key: null, stale: false, detail: detail ?? 'no web_server configured' };
-    const l = link(rcpt, s.webServer, s.urlTemplate, input, s);
-    return { recipient, url: l.url, source: l.url ? source : 'error', server: s.webServer || null, key: null, stale: false, detail: l.detail ?? detail };
-  };
-  const { domain } = recipientKeys(recipient, s.keys);
   if (!s.externalRecipients && !isLocal(domain, s)) return { recipient, url: null, source: 'external', server: null, key: null, stale: false };
   for (const { key, kind, result } of answers) {
-    if (!result.ok) return fallback(recipient, result.fallback, result.error, site);
+    if (!result.ok) return fallback(recipient, rcpt, result.fallback, result.error, input, s);
     if (!result.value) continue;
     return fromOverride(recipient, rcpt, key, kind, result.value, result.stale, input, s);
   }
-  return site('site');
+  return site(recipient, rcpt, 'site', input, s);
 }
 
-function fallback(recipient: string, mode: RedisFallback, error: string, site: (source: string, detail?: string) => LinkDecision): LinkDecision {
+/** The site default (web_server + url_template) for one recipient; `source` names why it applies. */
+function site(recipient: string, rcpt: string, source: string, input: LinksInput, s: ResolveSettings, detail?: string): LinkDecision {
+  // No site server and a template that needs one: the site default is "no footer".
+  if (!s.webServer && s.urlTemplate.includes('{server}')) return { recipient, url: null, source, server: null, key: null, stale: false, detail: detail ?? 'no web_server configured' };
+  const l = link(rcpt, s.webServer, s.urlTemplate, input, s);
+  return { recipient, url: l.url, source: l.url ? source : 'error', server: s.webServer || null, key: null, stale: false, detail: l.detail ?? detail };
+}
+
+function fallback(recipient: string, rcpt: string, mode: RedisFallback, error: string, input: LinksInput, s: ResolveSettings): LinkDecision {
   const detail = `override store unavailable: ${error}`;
-  if (mode === 'site') return site('fallback', detail);
+  if (mode === 'site') return site(recipient, rcpt, 'fallback', input, s, detail);
   return { recipient, url: null, source: mode === 'tempfail' ? 'tempfail' : 'fallback', server: null, key: null, stale: false, detail };
 }
 
@@ -131,17 +143,43 @@ function fromOverride(recipient: string, rcpt: string, key: string, kind: KeyKin
 }
 
 export type Lookup = (key: string) => Promise<CacheLookup>;
+/** A lookup that may answer at once (OverrideCache.answer): a cached key needs no turn of the event loop. */
+export type QuickLookup = (key: string) => CacheLookup | Promise<CacheLookup>;
 
 /** Every recipient of a message, in envelope order; each distinct key is looked up once, all at once. */
 export async function resolveLinks(input: LinksInput, lookup: Lookup, s: ResolveSettings): Promise<LinkDecision[]> {
+  return resolveLinksNow(input, lookup, s);
+}
+
+/**
+ * resolveLinks, answering at once (not in a promise) when every lookup did: the hook then returns
+ * synchronously, and the registry needs no timer for it. The same lookups in the same order.
+ */
+export function resolveLinksNow(input: LinksInput, lookup: QuickLookup, s: ResolveSettings): LinkDecision[] | Promise<LinkDecision[]> {
   const plans = input.envelope.to.map((r) => {
     const rk = recipientKeys(r.address, s.keys);
     const asks = !s.externalRecipients && !isLocal(rk.domain, s) ? [] : rk.keys;
-    return { address: r.address, asks };
+    return { address: r.address, domain: rk.domain, asks };
   });
-  const distinct = [...new Set(plans.flatMap((p) => p.asks.map((k) => k.key)))];
-  const answers = new Map(await Promise.all(distinct.map(async (k) => [k, await lookup(k)] as const)));
-  return plans.map((p) => decideLink(p.address, p.asks.map((k) => ({ ...k, result: answers.get(k.key) as CacheLookup })), input, s));
+  const answers = new Map<string, CacheLookup>();
+  const waits: Array<PromiseLike<void>> = [];
+  const asked = new Set<string>();
+  for (const p of plans) {
+    for (const { key } of p.asks) {
+      if (asked.has(key)) continue;
+      asked.add(key);
+      const a = lookup(key);
+      if (isPending(a)) waits.push(a.then((r) => void answers.set(key, r)));
+      else answers.set(key, a);
+    }
+  }
+  // fields by name, not `{ ...k, result }`: that spread cost as much as the rest of a cached resolution
+  const decideAll = () => plans.map((p) => decide(p.address, p.domain, p.asks.map(({ key, kind }) => ({ key, kind, result: answers.get(key) as CacheLookup })), input, s));
+  return waits.length ? Promise.all(waits).then(decideAll) : decideAll();
+}
+
+function isPending<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as PromiseLike<T>)?.then === 'function';
 }
 
 export interface LinkResolveState {
@@ -186,9 +224,12 @@ const linkResolve: HookModule = {
     const ready = await store.ready(1000);
     app.log('overrides.store', { store: store.description, ready, fallback: o.fallback });
     if (webView) app.log('webview.store', { store: webView.store.description, base_url: webSettings(app.config).baseUrl, ready: await webView.store.ready(1000) });
-    app.hooks.on('message:links', 'link-resolve', async (input) => {
-      const links = await resolveLinks(input, (k) => cache.lookup(k), settings);
-      return webView ? webView.apply(input, links) : links;
+    const answer: QuickLookup = (k) => cache.answer(k);
+    // No async function here: with every key cached the hook answers synchronously (see resolveLinksNow).
+    app.hooks.on('message:links', 'link-resolve', (input) => {
+      const links = resolveLinksNow(input, answer, settings);
+      if (!webView) return links;
+      return isPending(links) ? links.then((l) => webView.apply(input, l)) : webView.apply(input, links);
     });
   },
 };

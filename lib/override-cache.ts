@@ -84,17 +84,27 @@ export class OverrideCache {
   }
 
   lookup(key: string): Promise<CacheLookup> {
+    const answer = this.answer(key);
+    return answer instanceof Promise ? answer : Promise.resolve(answer);
+  }
+
+  /**
+   * lookup(), but an answer that needs no store (a fresh entry; the store down and no probe due) comes
+   * back as it is, not in a promise: a message whose recipients are all cached is then resolved without
+   * waiting for a turn of the event loop.
+   */
+  answer(key: string): CacheLookup | Promise<CacheLookup> {
     const now = this.now();
     const e = this.entries.get(key);
     if (e && e.expires > now) {
       // Map order is recency order: move a hit to the end.
       this.entries.delete(key);
       this.entries.set(key, e);
-      return Promise.resolve({ ok: true, value: e.value, stale: false, from: 'cache' });
+      return { ok: true, value: e.value, stale: false, from: 'cache' };
     }
     if (this.downSince !== null && now < this.nextProbeAt) {
       this.missedWhileDown++;
-      return Promise.resolve(this.withoutStore(key, this.lastError));
+      return this.withoutStore(key, this.lastError);
     }
     const running = this.inflight.get(key);
     if (running) return running;

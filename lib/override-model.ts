@@ -39,8 +39,24 @@ const LDH_LABEL_RE = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const DOT_ATOM_RE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 const QUOTED_RE = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\uffff]|\\[\x20-\x7e])*"$/;
 
+/**
+ * Domains already normalised: recipients' domains repeat from message to message, and the checks are
+ * regular expressions per label. Bounded: emptied when full, as envelope domains are not ours to limit.
+ */
+const normalised = new Map<string, string | null>();
+
 /** Lower-case, ASCII (punycode) form of a domain, or null when it is not a usable domain name. */
 export function normaliseDomain(domain: string): string | null {
+  let n = normalised.get(domain);
+  if (n === undefined) {
+    n = normaliseNow(domain);
+    if (normalised.size >= 1000) normalised.clear();
+    normalised.set(domain, n);
+  }
+  return n;
+}
+
+function normaliseNow(domain: string): string | null {
   const d = domain.trim().replace(/\.$/, '');
   if (d === '' || CONTROL_RE.test(d) || /\s/.test(d)) return null;
   const ascii = /^[\x21-\x7e]*$/.test(d) && !/^xn--|\.xn--/i.test(d) ? d.toLowerCase() : domainToASCII(d);

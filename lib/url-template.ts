@@ -43,6 +43,13 @@ const HOSTNAME_RE = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0
 const IPV6_RE = /^\[[0-9A-Fa-f:.]+\]$/;
 // Anything a URL in a mail body must not contain: whitespace, controls, non-ASCII.
 const NOT_URL_SAFE_RE = /[^\x21-\x7e]/;
+// The path of an absolute URL, and in it a segment that a browser resolves as "." or "..".
+const PATH_RE = /^[a-z]+:\/\/[^/?#]*([^?#]*)/i;
+const DOT_SEGMENT_RE = /(?:^|\/)(?:\.|%2e){1,2}(?=\/|$)/i;
+// Scheme and authority of an http(s) URL: everything up to where the parser's path, query or fragment
+// starts ("\\" too: http(s) reads it as "/"). A non-empty authority, so that "https:///x" (whose host
+// the parser takes from after the extra slash) is not taken for an origin.
+const ORIGIN_RE = /^https?:\/\/[^/?#\\]+/i;
 
 /** Error text for a template, or null when it is usable. `opts.token: false` = no link_secret, so {token} is refused. */
 export function checkTemplate(template: string, opts: { token?: boolean } = {}): string | null {
@@ -160,6 +167,8 @@ function compile(template: string): Compiled {
  */
 const templates = new Map<string, Compiled>();
 const servers = new Map<string, ServerParts | string>();
+/** What urlProblem said about an origin (see checkResult). */
+const origins = new Map<string, string | null>();
 
 function remember<V>(cache: Map<string, V>, key: string, compute: (key: string) => V): V {
   let v = cache.get(key);
@@ -193,18 +202,27 @@ export function buildLink(template: string, values: LinkValues): string {
 function checkResult(url: string): void {
   if (NOT_URL_SAFE_RE.test(url)) throw new LinkError('the link contains whitespace, control or non-ASCII characters');
   if (url.length > MAX_LINK_LENGTH) throw new LinkError(`the link is ${url.length} characters long, more than ${MAX_LINK_LENGTH}`);
+  // Whether the URL parser takes the link, and with which scheme and host, is decided by its scheme and
+  // authority alone: after those the parser only reads a path, query and fragment, which never fail. Links
+  // from one template and server share that origin, so it is parsed once, not once per message.
+  const origin = ORIGIN_RE.exec(url)?.[0];
+  const bad = origin === undefined ? urlProblem(url) : remember(origins, origin, urlProblem);
+  if (bad) throw new LinkError(bad);
+  // A value such as ".." would be a dot segment: the browser resolves it and the link points elsewhere
+  // on the server. encodeURIComponent leaves dots alone and "%2e" counts as a dot, so refuse instead.
+  const path = PATH_RE.exec(url)?.[1] ?? '';
+  if (DOT_SEGMENT_RE.test(path)) throw new LinkError('the link path contains a "." or ".." segment');
+}
+
+/** Why the URL parser's reading of `url` is no link (not a URL, not http(s), no host), or null. */
+function urlProblem(url: string): string | null {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new LinkError('the link is not a valid absolute URL');
+    return 'the link is not a valid absolute URL';
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new LinkError(`the link's scheme "${u.protocol}" is not http or https`);
-  if (!u.hostname) throw new LinkError('the link has no host');
-  // A value such as ".." would be a dot segment: the browser resolves it and the link points elsewhere
-  // on the server. encodeURIComponent leaves dots alone and "%2e" counts as a dot, so refuse instead.
-  const path = /^[a-z]+:\/\/[^/?#]*([^?#]*)/i.exec(url)?.[1] ?? '';
-  if (path.split('/').some((seg) => /^(?:\.|%2e){1,2}$/i.test(seg))) {
-    throw new LinkError('the link path contains a "." or ".." segment');
-  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `the link's scheme "${u.protocol}" is not http or https`;
+  if (!u.hostname) return 'the link has no host';
+  return null;
 }

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '../lib/config.js';
 import { HookRegistry, type App, type LinksInput } from '../lib/hooks.js';
 import type { Classification } from '../lib/types.js';
-import linkResolve, { closeLinkResolve, decideLink, linkResolveState, resolveLinks, resolveSettings } from '../hooks/link-resolve.js';
+import linkResolve, { closeLinkResolve, decideLink, linkResolveState, resolveLinks, resolveLinksNow, resolveSettings } from '../hooks/link-resolve.js';
 import { MemoryOverrideStore } from '../lib/override-store.js';
 import { OverrideCache } from '../lib/override-cache.js';
 import type { Override } from '../lib/override-model.js';
-import { recipientKeys, parseOverrideKey } from '../lib/override-model.js';
+import { normaliseDomain, recipientKeys, parseOverrideKey } from '../lib/override-model.js';
 import { verifyToken, parseSecret } from '../lib/token.js';
 
 const SECRET = 'a'.repeat(64);
@@ -167,4 +167,61 @@ test('hook init: registers on message:links, logs config.all_local once, closes 
   await linkResolve.init(app2);
   assert.ok(!logs2.includes('config.all_local'));
   await closeLinkResolve(app2);
+});
+
+test('recipients whose keys are all cached are resolved at once, as resolveLinks resolves them', async () => {
+  const settings = resolveSettings(loadConfig({ flags: { web_server: 'site.example.org', local_domains: 'example.org,quiet.example', recipient_delimiter: '+' } }));
+  const store = new MemoryOverrideStore();
+  for (const [k, v] of Object.entries(OVERRIDES)) await store.set(k, v);
+  const options = { ttlMs: 60_000, maxEntries: 100, fallback: 'site' as const };
+  const quick = new OverrideCache(store, options, () => undefined);
+  const general = new OverrideCache(store, options, () => undefined);
+  const to = input('alice@example.org', 'zed@example.org', 'carol@example.org', 'bob+y@example.org', 'ext@other.net', 'x@quiet.example', 'zed@example.org');
+  const expected = await resolveLinks(to, (k) => general.lookup(k), settings);
+  const cold = resolveLinksNow(to, (k) => quick.answer(k), settings);
+  assert.ok(cold instanceof Promise, 'keys not cached yet: the store is asked');
+  assert.deepEqual(await cold, expected);
+  const warm = resolveLinksNow(to, (k) => quick.answer(k), settings);
+  assert.ok(Array.isArray(warm), 'every key cached: answered at once');
+  assert.deepEqual(warm, expected);
+  assert.deepEqual(await resolveLinks(to, (k) => general.lookup(k), settings), expected, 'the general path, from its cache');
+});
+
+test('cache answer(): at once for a fresh entry or while the store is down, else what lookup() gives', async () => {
+  const store = new MemoryOverrideStore();
+  await store.set('a@example.org', { server: 'a.example.net' });
+  const options = { ttlMs: 60_000, maxEntries: 100, fallback: 'none' as const };
+  const quick = new OverrideCache(store, options, () => undefined);
+  const general = new OverrideCache(store, options, () => undefined);
+  for (const key of ['a@example.org', 'b@example.org']) {
+    const first = quick.answer(key);
+    assert.ok(first instanceof Promise, key);
+    assert.deepEqual(await first, await general.lookup(key));
+    const again = quick.answer(key);
+    assert.ok(!(again instanceof Promise), key);
+    assert.deepEqual(again, await general.lookup(key));
+  }
+  // The store fails: the first asking finds out, the next ones (no probe due yet) are answered at once.
+  store.get = async () => { throw new Error('down'); };
+  for (const c of [quick, general]) c.invalidate(null);
+  assert.deepEqual(await quick.answer('c@example.org'), await general.lookup('c@example.org'));
+  for (const key of ['a@example.org', 'c@example.org']) {
+    const now = quick.answer(key);
+    assert.ok(!(now instanceof Promise), key);
+    assert.deepEqual(now, await general.lookup(key));
+  }
+  quick.close();
+  general.close();
+});
+
+test('a domain normalised before is answered as it was the first time, also after the memo was emptied', () => {
+  const cases: Array<[string, string | null]> = [
+    ['Example.ORG', 'example.org'], ['example.org.', 'example.org'], [' Bücher.example ', 'xn--bcher-kva.example'], ['XN--BCHER-KVA.example', 'xn--bcher-kva.example'],
+    ['', null], ['exa mple.org', null], ['-x.org', null], ['a\r\nb.org', null], ['x'.repeat(64) + '.org', null],
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const [domain, expected] of cases) assert.equal(normaliseDomain(domain), expected, `${JSON.stringify(domain)}, round ${round}`);
+    // enough other domains to fill the memo (bounded at 1000): the next round starts from an empty one
+    if (round === 1) for (let i = 0; i < 1100; i++) assert.equal(normaliseDomain(`d${i}.Example`), `d${i}.example`);
+  }
 });

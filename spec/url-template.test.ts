@@ -175,3 +175,50 @@ test('every link built is absolute http(s), ASCII and free of whitespace', () =>
   assert.match(url, /^https:\/\/[\x21-\x7e]+$/);
   assert.ok(['http:', 'https:'].includes(new URL(url).protocol));
 });
+
+test('the URL check made once per origin agrees with parsing every link whole', () => {
+  // Templates checkTemplate lets through, with origins the URL parser takes or refuses.
+  const templates = [
+    'https://h.example/x/{uid}', 'HTTPS://H.Example/x?u={uid}', 'http://h.example:8080#{uid}', 'https://user:pw@h.example/{uid}',
+    'https://h.example:443?u={uid}', 'https://a@/x?u={uid}', 'https://[::1/x/{uid}', 'https://h.example:99999/x/{uid}', 'https://h.example:80x/{uid}',
+  ];
+  const whole = (url: string): string | null => {
+    try {
+      const u = new URL(url);
+      return ['http:', 'https:'].includes(u.protocol) && u.hostname ? null : 'refused';
+    } catch {
+      return 'refused';
+    }
+  };
+  for (const t of templates) {
+    // the first link computes the origin's verdict, the next ones take it from what was remembered
+    for (const uid of ['a', 'b c', 'x/y?z#w']) {
+      const expected = t.replace('{uid}', encodeURIComponent(uid));
+      let got: string | null;
+      try {
+        got = buildLink(t, { server: 'unused.example', uid }) === expected ? null : 'different link';
+      } catch (err) {
+        assert.match((err as Error).message, /not a valid absolute URL|no host|is not http or https/, t);
+        got = 'refused';
+      }
+      assert.equal(got, whole(expected), `${t} with ${uid}`);
+    }
+  }
+});
+
+test('dot segments are found in one pass exactly where a split path has them', () => {
+  const bySplit = (path: string) => path.split('/').some((seg) => /^(?:\.|%2e){1,2}$/i.test(seg));
+  const paths = ['/a/./b', '/a/../b', '/a/.../b', '/a/%2e./b', '/a/.%2E', '/..', '/.', '/a..b/', '/a/b.', '/%2e%2e%2e', '/%2E', '/a//b', '/', '/a/%2e%2e/', '/.a/b./'];
+  for (const path of paths) {
+    const refused = (() => {
+      try {
+        buildLink(`https://{server}${path}?u={uid}`, { server: 'h.example', uid: 'u' });
+        return false;
+      } catch (err) {
+        assert.match((err as Error).message, /"\." or "\.\." segment/, path);
+        return true;
+      }
+    })();
+    assert.equal(refused, bySplit(path), path);
+  }
+});
