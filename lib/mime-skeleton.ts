@@ -33,45 +33,62 @@ function headerBlockEnd(buf: Buffer, from: number): number {
   return buf.length;
 }
 
+const DASHES = Buffer.from('--');
+
 /** Byte ranges that stay as they are: the root header block, and each "--" line with the header block after it. */
 function keptRanges(buf: Buffer): Array<[number, number]> {
   const kept: Array<[number, number]> = [[0, headerBlockEnd(buf, 0)]];
-  for (const opener of ['\n--', '\n\r--']) {
-    for (let at = buf.indexOf(opener); at >= 0; at = buf.indexOf(opener, at + 1)) {
-      const nl = buf.indexOf(0x0a, at + 1);
-      kept.push([at + 1, nl < 0 ? buf.length : headerBlockEnd(buf, nl + 1)]);
-    }
+  // One search for "--", then a look at what stands in front: a line opening with "--" follows an LF,
+  // one opening with CR "--" follows LF CR. Found in order, so the ranges come sorted.
+  for (let at = buf.indexOf(DASHES, 1); at >= 0; at = buf.indexOf(DASHES, at + 1)) {
+    const lineStart = buf[at - 1] === 0x0a ? at : buf[at - 1] === 0x0d && buf[at - 2] === 0x0a ? at - 1 : -1;
+    if (lineStart < 0) continue;
+    const nl = buf.indexOf(0x0a, lineStart);
+    kept.push([lineStart, nl < 0 ? buf.length : headerBlockEnd(buf, nl + 1)]);
   }
-  return kept.sort((a, b) => a[0] - b[0]);
+  return kept;
+}
+
+/** Collects the skeleton: copied ranges of the message, and the gaps left between them. */
+class SkeletonWriter {
+  private readonly pieces: Buffer[] = [];
+  readonly gaps: Skeleton['gaps'] = [];
+  private size = 0;
+
+  constructor(private readonly buf: Buffer) {}
+
+  copy(s: number, e: number): void {
+    this.pieces.push(this.buf.subarray(s, e));
+    this.size += e - s;
+  }
+
+  /** [s, e) holds whole lines only: keep the first and the last, leave out what lies between. */
+  run(s: number, e: number): void {
+    const firstEnd = this.buf.indexOf(0x0a, s) + 1;
+    const lastStart = this.buf.lastIndexOf(0x0a, e - 2) + 1;
+    if (lastStart - firstEnd < MIN_GAP) return this.copy(s, e);
+    this.copy(s, firstEnd);
+    this.gaps.push({ at: this.size, len: lastStart - firstEnd });
+    this.copy(lastStart, e);
+  }
+
+  result(): Skeleton {
+    return { bytes: this.gaps.length ? Buffer.concat(this.pieces, this.size) : this.buf, gaps: this.gaps };
+  }
 }
 
 export function skeleton(buf: Buffer): Skeleton {
-  const pieces: Buffer[] = [];
-  const gaps: Skeleton['gaps'] = [];
-  let size = 0;
-  const copy = (s: number, e: number) => {
-    pieces.push(buf.subarray(s, e));
-    size += e - s;
-  };
-  // [s, e) holds whole lines only: keep the first and the last, leave out what lies between
-  const run = (s: number, e: number) => {
-    const firstEnd = buf.indexOf(0x0a, s) + 1;
-    const lastStart = buf.lastIndexOf(0x0a, e - 2) + 1;
-    if (lastStart - firstEnd < MIN_GAP) return copy(s, e);
-    copy(s, firstEnd);
-    gaps.push({ at: size, len: lastStart - firstEnd });
-    copy(lastStart, e);
-  };
+  const w = new SkeletonWriter(buf);
   let pos = 0;
   for (const [s, e] of keptRanges(buf)) {
-    if (s > pos) run(pos, s);
-    if (e > pos) copy(Math.max(s, pos), e);
+    if (s > pos) w.run(pos, s);
+    if (e > pos) w.copy(Math.max(s, pos), e);
     pos = Math.max(pos, e);
   }
   const lastLineEnd = buf.lastIndexOf(0x0a) + 1;
-  if (lastLineEnd > pos) run(pos, lastLineEnd);
-  if (buf.length > Math.max(pos, lastLineEnd)) copy(Math.max(pos, lastLineEnd), buf.length);
-  return { bytes: gaps.length ? Buffer.concat(pieces, size) : buf, gaps };
+  if (lastLineEnd > pos) w.run(pos, lastLineEnd);
+  if (buf.length > Math.max(pos, lastLineEnd)) w.copy(Math.max(pos, lastLineEnd), buf.length);
+  return w.result();
 }
 
 /**

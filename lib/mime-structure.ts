@@ -212,14 +212,18 @@ class StructureBuilder {
     this.advance(value);
   }
 
+  /** Byte `j` of `value`, where -1 and -2 are the last two bytes before it. */
+  private byteAt(value: Buffer, j: number): number | undefined {
+    return j >= 0 ? value[j] : j === -1 ? this.prev1 : this.prev2;
+  }
+
   private delimiter(value: Buffer, lineAt: number, s: number, end: number): void {
     for (let k = this.stack.length - 1; k >= 0; k--) {
       const b = this.stack[k];
       if (!b.boundary || b.closed) continue;
       const kind = matchDelimiter(value, s + 2, end, b.boundary);
       if (!kind) continue;
-      const byteAt = (j: number) => (j >= 0 ? value[j] : j === -1 ? this.prev1 : this.prev2);
-      const lb = byteAt(lineAt - 1) === 0x0a ? (byteAt(lineAt - 2) === 0x0d ? 2 : 1) : 0;
+      const lb = this.byteAt(value, lineAt - 1) === 0x0a ? (this.byteAt(value, lineAt - 2) === 0x0d ? 2 : 1) : 0;
       const at = Math.max(this.pos + lineAt - lb, b.part.bodyStart);
       for (let m = this.stack.length - 1; m > k; m--) {
         const x = this.stack[m];
@@ -270,7 +274,8 @@ class StructureBuilder {
     for (const b of this.builds.values()) {
       if (!b.decoder || !b.decoded) continue;
       if (!b.part.truncated) this.keep(b, b.decoder.end());
-      b.part.decoded = Buffer.concat(b.decoded);
+      // keep() copied every chunk already: one chunk (a body read in one piece) is the result as it is
+      b.part.decoded = b.decoded.length === 1 ? b.decoded[0] : Buffer.concat(b.decoded);
       b.part.truncated = b.part.truncated === true;
     }
     return { structure: { parts: this.parts, size, damaged: this.damaged }, headers: this.rootHeaders };
