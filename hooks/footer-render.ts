@@ -32,6 +32,8 @@ const UNSAFE_CHARS_RE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u20
 // joiners (ZWJ/ZWNJ: emoji sequences, Persian and Indic spelling) and variation selectors (emoji style,
 // Mongolian).
 const INVISIBLE_RE = /(?![\u180b-\u180d\u180f\u200c\u200d\ufe00-\ufe0f\u{e0100}-\u{e01ef}])\p{Default_Ignorable_Code_Point}|[\ufff9-\ufffb]/gu;
+// Printable ASCII words separated by single spaces: a value cleanValue leaves as it is.
+const PLAIN_VALUE_RE = /^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/;
 const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -61,6 +63,7 @@ export function checkFooterTemplate(template: string, format: 'text' | 'html'): 
 /** Strip controls (CR/LF included) and bidi tricks, collapse runs of spaces, cap the length. */
 export function cleanValue(s: string | null | undefined, max = MAX_SUMMARY_CHARS): string {
   if (typeof s !== 'string') return '';
+  if (s.length <= max && PLAIN_VALUE_RE.test(s)) return s; // the usual value: nothing to strip, collapse or cut
   const flat = s.replace(LONE_SURROGATE_RE, '\ufffd').replace(UNSAFE_CHARS_RE, ' ').replace(INVISIBLE_RE, '').replace(/\s+/g, ' ').trim();
   if (flat.length <= max) return flat; // no more code points than UTF-16 units: nothing to cut
   const chars = Array.from(flat); // by code point, so a cut never splits a surrogate pair
@@ -147,31 +150,56 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch] as string).replace(/[^\x00-\x7f]/gu, (ch) => `&#x${(ch.codePointAt(0) as number).toString(16)};`);
 }
 
-function fill(template: string, values: Record<FooterPlaceholder, string>, escape: (s: string) => string): string {
-  return template.replace(PLACEHOLDER_RE, (all, name: string) =>
-    (FOOTER_PLACEHOLDERS as readonly string[]).includes(name) ? escape(values[name as FooterPlaceholder]) : all);
+/** A template cut at its placeholders: literals[0] name[0] literals[1] … literals[n]; or why it is unusable. */
+interface ParsedTemplate {
+  literals: string[];
+  names: FooterPlaceholder[];
+}
+type CompiledTemplate = ParsedTemplate | { bad: string };
+
+function compileTemplate(template: string, format: 'text' | 'html'): CompiledTemplate {
+  const bad = checkFooterTemplate(template, format);
+  if (bad) return { bad };
+  const literals: string[] = [];
+  const names: FooterPlaceholder[] = [];
+  let at = 0;
+  for (const m of template.matchAll(PLACEHOLDER_RE)) {
+    const name = m[1] as string;
+    if (!(FOOTER_PLACEHOLDERS as readonly string[]).includes(name)) continue; // the check refuses these; left as text
+    literals.push(template.slice(at, m.index));
+    names.push(name as FooterPlaceholder);
+    at = (m.index as number) + m[0].length;
+  }
+  literals.push(template.slice(at));
+  return { literals, names };
 }
 
-/** checkFooterTemplate per format and template, remembered: templates are config, the check ran at init. */
-const templateChecks = { text: new Map<string, string | null>(), html: new Map<string, string | null>() };
+/** Templates compiled once per format and template: they are config (checked at init), and every message fills one. */
+const compiledTemplates = { text: new Map<string, CompiledTemplate>(), html: new Map<string, CompiledTemplate>() };
 
-function assertFooterTemplate(template: string, format: 'text' | 'html'): void {
-  const checked = templateChecks[format];
-  let bad = checked.get(template);
-  if (bad === undefined) {
-    bad = checkFooterTemplate(template, format);
-    if (checked.size >= 64) checked.clear(); // bounded: only tests pass many templates
-    checked.set(template, bad);
+/** The compiled template; throws when checkFooterTemplate refuses it. */
+function usableTemplate(template: string, format: 'text' | 'html'): ParsedTemplate {
+  const cache = compiledTemplates[format];
+  let t = cache.get(template);
+  if (t === undefined) {
+    t = compileTemplate(template, format);
+    if (cache.size >= 64) cache.clear(); // bounded: only tests pass many templates
+    cache.set(template, t);
   }
-  if (bad) throw new Error(`footer_${format}_template: ${bad}`);
+  if ('bad' in t) throw new Error(`footer_${format}_template: ${t.bad}`);
+  return t;
+}
+
+function fill(t: ParsedTemplate, values: Record<FooterPlaceholder, string>, escape: (s: string) => string): string {
+  let out = t.literals[0] as string;
+  for (let i = 0; i < t.names.length; i++) out += escape(values[t.names[i] as FooterPlaceholder]) + t.literals[i + 1];
+  return out;
 }
 
 /** Pure: one footer for one link. Templates must have passed checkFooterTemplate (checked again here). */
 export function renderFooter(input: FooterInput, templates: { text?: string; html?: string } = {}): Footer {
-  const text = templates.text || DEFAULT_TEXT_TEMPLATE;
-  const html = templates.html || DEFAULT_HTML_TEMPLATE;
-  assertFooterTemplate(text, 'text');
-  assertFooterTemplate(html, 'html');
+  const text = usableTemplate(templates.text || DEFAULT_TEXT_TEMPLATE, 'text');
+  const html = usableTemplate(templates.html || DEFAULT_HTML_TEMPLATE, 'html');
   const url = cleanUrl(input.link.url);
   const kind = describeKind(input);
   // Outlook prefixes cancelled summaries itself ("Canceled: Standup"); do not say it twice.
@@ -202,10 +230,9 @@ const footerRender: HookModule = {
   name: 'footer-render',
   init(app: App): void {
     const templates = { text: configTemplate(app, 'footer_text_template'), html: configTemplate(app, 'footer_html_template') };
-    for (const [t, format] of [[templates.text, 'text'], [templates.html, 'html']] as const) {
-      const bad = t ? checkFooterTemplate(t, format) : null;
-      if (bad) throw new Error(`footer_${format}_template: ${bad}`);
-    }
+    // checked and compiled here, so a bad template stops the start and no message pays for the parse
+    usableTemplate(templates.text || DEFAULT_TEXT_TEMPLATE, 'text');
+    usableTemplate(templates.html || DEFAULT_HTML_TEMPLATE, 'html');
     app.hooks.on('message:footer', 'footer-render', (input) => renderFooter(input, templates));
   },
 };

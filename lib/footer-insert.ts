@@ -89,15 +89,17 @@ function headerFields(block: Buffer): Array<{ name: string; raw: Buffer }> {
   return fields;
 }
 
-/** Bytes [start, end): a view when the message is in memory (never written to), else read from the file. */
-const readRange = async (src: SpoolReader, start: number, end: number): Promise<Buffer> =>
-  src.inMemory ? src.buffer().subarray(start, end) : src.read(start, end);
+/**
+ * Bytes [start, end) as a view when the message is in memory (never written to), else null: the caller
+ * then awaits src.read. So planning an in-memory message never waits for a promise it does not need.
+ */
+const view = (src: SpoolReader, start: number, end: number): Buffer | null => (src.inMemory ? src.buffer().subarray(start, end) : null);
 
 const withLb = (b: Buffer, lb: LineBreak): Buffer => (b[b.length - 1] === 0x0a ? b : Buffer.concat([b, Buffer.from(lb)]));
 
 /** Lone leaf root: new multipart/mixed root, footer part first, the original body part (headers moved) second. */
 async function wrapRoot(src: SpoolReader, root: MimePart, footer: Footer, lb: LineBreak, boundary: string): Promise<Edit[] | string> {
-  const fields = headerFields(await readRange(src, 0, root.bodyStart));
+  const fields = headerFields(view(src, 0, root.bodyStart) ?? (await src.read(0, root.bodyStart)));
   const part = footerPart(footer.text, lb, [boundary]);
   if (!part) return 'empty text footer';
   const moved = fields.filter((f) => BODY_FIELDS.has(f.name));
@@ -155,7 +157,8 @@ export async function planRewrite(src: SpoolReader, structure: MessageStructure,
   const applied: RewritePlan['applied'] = { plain: null, html: null, wrap: false };
   const skipped: string[] = [];
   const edits: Edit[] = [];
-  const head = await readRange(src, 0, Math.min(src.size, 1024));
+  const headEnd = Math.min(src.size, 1024);
+  const head = view(src, 0, headEnd) ?? (await src.read(0, headEnd));
   const lb = detectLineBreak(head, '\r\n');
   const asked = targets.plain !== null || targets.html !== null || targets.wrap;
   let refuse: string | null = null;
@@ -178,7 +181,7 @@ export async function planRewrite(src: SpoolReader, structure: MessageStructure,
       skipped.push(`part ${idx} body is larger than ${maxPart} bytes`);
       continue;
     }
-    const body = await readRange(src, p.bodyStart, p.bodyEnd);
+    const body = view(src, p.bodyStart, p.bodyEnd) ?? (await src.read(p.bodyStart, p.bodyEnd));
     const bounds = boundariesAround(parts, p);
     const r: EditResult = kind === 'plain'
       ? textFooterEdit(p, body, footer.text, lb, bounds)
@@ -188,7 +191,8 @@ export async function planRewrite(src: SpoolReader, structure: MessageStructure,
       edits.push({ start: p.bodyStart + start, end: p.bodyStart + end, bytes });
       // an empty body may share its header block's last line break with the delimiter that follows:
       // then the new body has to bring its own, or the delimiter would end up inside the footer line
-      const next = p.bodyEnd < src.size ? (await readRange(src, p.bodyEnd, p.bodyEnd + 1))[0] : undefined;
+      const after = p.bodyEnd < src.size ? view(src, p.bodyEnd, p.bodyEnd + 1) ?? (await src.read(p.bodyEnd, p.bodyEnd + 1)) : null;
+      const next = after?.[0];
       const lastByte = end < body.length ? body[body.length - 1] : bytes.length ? bytes[bytes.length - 1] : body[start - 1];
       if (next !== undefined && next !== 0x0a && next !== 0x0d && lastByte !== 0x0a) edits.push({ start: p.bodyEnd, end: p.bodyEnd, bytes: Buffer.from(lb) });
       applied[kind] = idx;

@@ -89,7 +89,29 @@ export function qpEncodedOffset(buf: Buffer, decodedIndex: number): number {
 
 /** Base64 decoding that ignores line breaks and junk and survives padding in the middle. */
 export function decodeBase64(buf: Buffer): Buffer {
-  return decodeCleanBase64(buf.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, ''));
+  const text = buf.toString('latin1');
+  if (plainBase64(text)) return Buffer.from(text, 'base64');
+  return decodeCleanBase64(text.replace(/[^A-Za-z0-9+/=]/g, ''));
+}
+
+const NOT_BASE64_OR_BREAK = /[^A-Za-z0-9+/=\r\n]/;
+const PADDING_THEN_DATA = /=[\r\n]*[A-Za-z0-9+/]/;
+
+/**
+ * Base64 characters and line breaks only, with padding only at the end: the usual body. Node's decoder
+ * skips the line breaks itself, so it reads such text as it reads the cleaned text, without the
+ * cleaning copy (a regular-expression replace that cost three times the decoding).
+ */
+function plainBase64(text: string): boolean {
+  return !NOT_BASE64_OR_BREAK.test(text) && !PADDING_THEN_DATA.test(text);
+}
+
+/** Characters of `text` that are not CR or LF. */
+function withoutBreaks(text: string): number {
+  let breaks = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) breaks++;
+  for (let i = text.indexOf('\r'); i >= 0; i = text.indexOf('\r', i + 1)) breaks++;
+  return text.length - breaks;
 }
 
 /** decodeBase64 for text that holds base64 characters only. */
@@ -126,7 +148,10 @@ export function createBodyDecoder(encoding: string): BodyDecoder {
     let carry = '';
     return {
       write(chunk) {
-        const s = carry + chunk.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, '');
+        const text = chunk.toString('latin1');
+        // whole quads of plain base64 with nothing carried (a body that arrives in one piece): no cleaning
+        if (carry === '' && plainBase64(text) && withoutBreaks(text) % 4 === 0) return Buffer.from(text, 'base64');
+        const s = carry + text.replace(/[^A-Za-z0-9+/=]/g, '');
         const n = s.length - (s.length % 4);
         carry = s.slice(n);
         return decodeCleanBase64(s.slice(0, n)); // cleaned above already
@@ -236,13 +261,6 @@ function encodeChar(ch: string, iconvName: string): Buffer | null {
   }
 }
 
-/**
- * One line of footer text as bytes of the charset, one Buffer per character (the units QP wrapping
- * keeps whole). Controls are dropped; what the charset (or a 7bit part: `asciiOnly`) cannot carry
- * becomes `&#N;` in HTML and its transliteration in text.
- */
-/** One shared Buffer per ASCII byte: footers are built per message, these are never written to. */
-const ASCII_UNITS = Array.from({ length: 128 }, (_, c) => Buffer.from([c]));
 /** Tab and printable ASCII: the characters every charset carries as one byte of the same value. */
 const PRINTABLE_ASCII = /^[\t\x20-\x7e]*$/;
 const charCache = new Map<string, Buffer | null>();
@@ -258,32 +276,82 @@ function cachedChar(ch: string, iconvName: string): Buffer | null {
   return b;
 }
 
-export function encodeFooterUnits(line: string, info: CharsetInfo, mode: 'text' | 'html', asciiOnly: boolean): Buffer[] {
-  if (PRINTABLE_ASCII.test(line)) {
-    // the usual footer line (HTML footers escape everything else): one shared unit per character
-    const units: Buffer[] = new Array(line.length);
-    for (let i = 0; i < line.length; i++) units[i] = ASCII_UNITS[line.charCodeAt(i)];
-    return units;
+/**
+ * One footer line in a part's charset: its bytes in one Buffer, and where each character (unit) starts,
+ * since quoted-printable wrapping never splits a unit. `starts` is null when every byte is a unit of its
+ * own (the usual footer), so most lines carry no per-character bookkeeping at all.
+ */
+export interface FooterLine {
+  bytes: Buffer;
+  starts: number[] | null;
+  /** Every byte is tab or printable ASCII (known when the line was made, so no one scans it again). */
+  printable: boolean;
+}
+
+const unitCount = (line: FooterLine): number => (line.starts ? line.starts.length : line.bytes.length);
+const unitStart = (line: FooterLine, k: number): number => (line.starts ? line.starts[k]! : k);
+
+/** The line with `unit` put in front as one more character (space-stuffing, an ISO-2022 escape). */
+export function prependUnit(line: FooterLine, unit: Buffer): FooterLine {
+  const bytes = Buffer.concat([unit, line.bytes]);
+  const printable = line.printable && PRINTABLE_ASCII.test(unit.toString('latin1'));
+  if (unit.length === 1 && !line.starts) return { bytes, starts: null, printable };
+  const starts = [0];
+  for (let k = 0; k < unitCount(line); k++) starts.push(unit.length + unitStart(line, k));
+  return { bytes, starts, printable };
+}
+
+/** The line without the one-byte blanks (space, tab) it ends with. */
+export function trimBlankUnits(line: FooterLine): FooterLine {
+  const { bytes } = line;
+  let n = unitCount(line);
+  let end = bytes.length;
+  while (n > 0 && end - unitStart(line, n - 1) === 1 && (bytes[end - 1] === 0x20 || bytes[end - 1] === 0x09)) {
+    n--;
+    end--;
   }
-  const units: Buffer[] = [];
+  if (end === bytes.length) return line;
+  return { bytes: bytes.subarray(0, end), starts: line.starts ? line.starts.slice(0, n) : null, printable: line.printable };
+}
+
+/**
+ * One line of footer text as bytes of the charset. Controls are dropped; what the charset (or a 7bit
+ * part: `asciiOnly`) cannot carry becomes `&#N;` in HTML and its transliteration in text.
+ */
+export function encodeFooterLine(line: string, info: CharsetInfo, mode: 'text' | 'html', asciiOnly: boolean): FooterLine {
+  // the usual footer line (HTML footers escape everything else): its characters are its bytes
+  if (PRINTABLE_ASCII.test(line)) return { bytes: Buffer.from(line, 'latin1'), starts: null, printable: true };
+  const bytes: number[] = [];
+  const starts: number[] = [];
+  const unit = (u: ArrayLike<number>) => {
+    starts.push(bytes.length);
+    for (let i = 0; i < u.length; i++) bytes.push(u[i]);
+  };
+  const ascii = (c: number) => {
+    starts.push(bytes.length);
+    bytes.push(c);
+  };
   for (const ch of line) {
     const cp = ch.codePointAt(0) ?? 0;
     if (cp < 0x80) {
-      if ((cp >= 0x20 && cp !== 0x7f) || cp === 0x09) units.push(ASCII_UNITS[cp]);
+      if ((cp >= 0x20 && cp !== 0x7f) || cp === 0x09) ascii(cp);
       continue;
     }
     if (cp < 0xa0 && cp >= 0x80) continue; // C1 controls
     const b = !asciiOnly && !info.asciiOnly && info.iconvName ? cachedChar(ch, info.iconvName) : null;
-    if (b) units.push(b);
-    else if (mode === 'html') units.push(Buffer.from(`&#${cp};`, 'latin1'));
+    if (b) unit(b);
+    else if (mode === 'html') unit(Buffer.from(`&#${cp};`, 'latin1'));
     else {
       const t = transliterate(ch);
       // a dropped character should not leave "Q3 ," behind: take the space before it along
-      if (t === '' && units.length && units[units.length - 1].length === 1 && units[units.length - 1][0] === 0x20) units.pop();
-      for (const c of t) units.push(ASCII_UNITS[c.charCodeAt(0)]);
+      if (t === '' && starts[starts.length - 1] === bytes.length - 1 && bytes[bytes.length - 1] === 0x20) {
+        starts.pop();
+        bytes.pop();
+      }
+      for (const c of t) ascii(c.charCodeAt(0));
     }
   }
-  return units;
+  return { bytes: Buffer.from(bytes), starts: starts.length === bytes.length ? null : starts, printable: false };
 }
 
 /** ISO-2022 mode just before byte `pos`: true when ASCII (ESC ( B / ESC ( J, SI switch back to it). */
@@ -311,110 +379,119 @@ export function iso2022AsciiAtEach(buf: Buffer, positions: number[]): boolean[] 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Quoted-printable encoding of footer units
+// Quoted-printable encoding of footer lines
 
-const HEX_DIGITS = Buffer.from('0123456789ABCDEF', 'latin1');
 /** 1 for the bytes that stand as they are in the middle of a line (blanks too), else 0. */
 const QP_LITERAL = Uint8Array.from({ length: 256 }, (_, c) => ((c >= 0x20 && c <= 0x7e && c !== 0x3d) || c === 0x09 ? 1 : 0));
+const QP_HEX = Array.from({ length: 256 }, (_, c) => `=${c.toString(16).toUpperCase().padStart(2, '0')}`);
+/**
+ * Longest physical line. A unit takes at most 12 columns (4 bytes, each escaped), far less than a line,
+ * so the unit that no longer fits on a line is never the one that opened it.
+ */
+const QP_LINE = 76;
+const isBlank = (c: number | undefined) => c === 0x20 || c === 0x09;
+
+/** Offsets of the bytes written as "=XX": those not literal, and with `lineEnd` a final blank (decoders drop it). */
+function escapedOffsets(line: FooterLine, s: string, lineEnd: boolean): number[] {
+  const out: number[] = [];
+  const { bytes } = line;
+  if (line.printable) for (let at = s.indexOf('='); at >= 0; at = s.indexOf('=', at + 1)) out.push(at); // only "=" to escape
+  else for (let i = 0; i < bytes.length; i++) if (QP_LITERAL[bytes[i]] === 0) out.push(i);
+  if (lineEnd && isBlank(bytes[bytes.length - 1])) out.push(bytes.length - 1);
+  return out;
+}
+
+/** Byte range [start, end) of the unit that holds byte `p`. */
+function unitAt(line: FooterLine, p: number): [number, number] {
+  const { starts } = line;
+  if (!starts) return [p, p + 1];
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid] <= p) lo = mid;
+    else hi = mid - 1;
+  }
+  return [starts[lo], lo + 1 < starts.length ? starts[lo + 1] : line.bytes.length];
+}
+
+/** How many of the ascending `offsets` lie in [from, to), counting from index `i` on. */
+function countIn(offsets: number[], from: number, to: number, i: number): number {
+  let n = 0;
+  for (; i < offsets.length && offsets[i] < to; i++) if (offsets[i] >= from) n++;
+  return n;
+}
 
 /**
- * Writes one unit's quoted-printable text at `o` of `out` (only measures it when `out` is null) and
- * returns the offset after it. `atStart`: it opens a physical line, so a "-" there is escaped (no
- * false boundary); `wsEnd`: a final blank is escaped (it ends the line).
+ * Byte offsets where the physical lines start. Each line is filled up to QP_LINE columns with the soft
+ * break's "=" and never splits a unit; it then breaks after its last space when that moves only a
+ * short word to the next line. A "-" opening a line is escaped there (no false boundary). Worked out
+ * from the escaped offsets, not byte by byte: the usual footer line is hundreds of bytes, a few escapes.
  */
-function qpUnit(u: Buffer, atStart: boolean, wsEnd: boolean, out: Buffer | null, o: number): number {
-  for (let b = 0; b < u.length; b++) {
-    const c = u[b];
-    const blank = c === 0x20 || c === 0x09;
-    const literal = ((c >= 0x21 && c <= 0x7e && c !== 0x3d) || (blank && !(wsEnd && b === u.length - 1))) && !(atStart && b === 0 && c === 0x2d);
-    if (literal) {
-      if (out) out[o] = c;
-      o++;
-    } else {
-      if (out) {
-        out[o] = 0x3d;
-        out[o + 1] = HEX_DIGITS[c >> 4];
-        out[o + 2] = HEX_DIGITS[c & 15];
+function qpLineStarts(line: FooterLine, escaped: number[]): number[] {
+  const { bytes } = line;
+  // a space that is a unit of its own (the only place a line breaks early)
+  const isSpace = (at: number) => {
+    if (bytes[at] !== 0x20) return false;
+    const [start, end] = unitAt(line, at);
+    return start === at && end === at + 1;
+  };
+  const starts = [0];
+  let e = 0; // escaped[e]: the first escape at or after the start of the current line
+  for (let a = 0; ; ) {
+    while (e < escaped.length && escaped[e] < a) e++;
+    // the first byte that no longer fits: each escape before it takes two more columns, as does a "-" opening the line
+    let p = a + QP_LINE - 1 - (bytes[a] === 0x2d ? 2 : 0);
+    for (let j = e; j < escaped.length && escaped[j] < p; j++) {
+      if (escaped[j] >= p - 2) {
+        p = escaped[j]; // the escape itself is what no longer fits
+        break;
       }
-      o += 3;
+      p -= 2;
     }
+    if (p >= bytes.length) return starts;
+    const [k, kEnd] = unitAt(line, p); // the unit that no longer fits
+    // the last space before k, looked for only as far back as a short word reaches
+    let space = k - 1;
+    while (space > a && space >= k - 1 - QP_LINE / 3 && !isSpace(space)) space--;
+    let cut = k;
+    if (space > a && isSpace(space)) {
+      const moved = k - 1 - space + 2 * countIn(escaped, space + 1, k, e);
+      const unit = kEnd - k + 2 * countIn(escaped, k, kEnd, e);
+      if (moved + unit <= QP_LINE / 3) cut = space + 1;
+    }
+    starts.push(cut);
+    a = cut;
   }
-  return o;
 }
 
 /**
  * Encodes one decoded line as quoted-printable physical lines joined by soft breaks, never splitting
  * a unit, preferring to break after a space. `lineEnd`: the line is followed by a hard break or the end
  * of the body, so trailing whitespace is escaped. A physical line never starts with a literal "-" (no
- * false boundary). It runs for every footer of every message, so it works on lengths first (where the
- * lines break) and writes the bytes once.
+ * false boundary). It runs for every footer of every message: the line breaks are worked out first,
+ * then the text is written as slices between the escapes.
  */
-/**
- * Work arrays for qpEncodeUnits, kept between calls: making a typed array costs microseconds, more
- * than encoding a footer line. The encoder is synchronous, so one pair serves every call.
- */
-let scratch = { mid: new Uint8Array(1024), byte: new Int16Array(1024) };
-function scratchFor(n: number): { mid: Uint8Array; byte: Int16Array } {
-  if (scratch.mid.length < n) {
-    const size = 2 ** Math.ceil(Math.log2(n));
-    scratch = { mid: new Uint8Array(size), byte: new Int16Array(size) };
-  }
-  return scratch;
-}
-
-export function qpEncodeUnits(units: Buffer[], lb: LineBreak, lineEnd: boolean, maxLen = 76): string {
-  const n = units.length;
-  if (n === 0) return '';
-  const wsEnd = (k: number) => lineEnd && k === n - 1;
-  const opening = (k: number) => qpUnit(units[k], true, wsEnd(k), null, 0); // length as a line opener
-  // each unit's length in the middle of a line, and its byte when it is one, read once: element
-  // access on many small Buffers is slow, on two typed arrays it is not
-  const { mid, byte } = scratchFor(n);
-  for (let k = 0; k < n; k++) {
-    const u = units[k];
-    const b = u.length === 1 ? u[0] : -1;
-    byte[k] = b;
-    mid[k] = b >= 0 && QP_LITERAL[b] === 1 && k !== n - 1 ? 1 : qpUnit(u, false, wsEnd(k), null, 0);
-  }
-  const room = maxLen - 1; // one column for the soft break's "="
-  const starts = [0]; // the unit that opens each physical line
-  let head = opening(0);
-  let rest = 0; // length of the units after the opener, up to k - 1
-  let size = 0; // of the finished physical lines, soft breaks included
-  for (let k = 1; k < n; k++) {
-    const t = mid[k];
-    if (head + rest + t <= room) {
-      rest += t;
-      continue;
-    }
-    // break after the last space when that moves only a short word to the next line
-    const first = starts[starts.length - 1];
-    let cut = k;
-    let moved = 0;
-    for (let m = k - 1; m > first && moved + t <= maxLen / 3; m--) {
-      if (byte[m] === 0x20 && mid[m] === 1) {
-        cut = m + 1;
-        break;
-      }
-      moved += mid[m];
-    }
-    if (cut === k) moved = 0; // nothing moves: k opens the next line
-    size += head + rest - moved + 1 + lb.length;
-    starts.push(cut);
-    head = opening(cut);
-    rest = cut === k ? 0 : moved - mid[cut] + t;
-  }
-  size += head + rest;
-  const out = Buffer.allocUnsafe(size);
-  let o = 0;
+export function qpEncodeLine(line: FooterLine, lb: LineBreak, lineEnd: boolean): string {
+  if (line.bytes.length === 0) return '';
+  const s = line.bytes.toString('latin1');
+  const escaped = escapedOffsets(line, s, lineEnd);
+  const starts = qpLineStarts(line, escaped);
+  let out = '';
+  let e = 0;
   for (let i = 0; i < starts.length; i++) {
-    const end = i + 1 < starts.length ? starts[i + 1] : n;
-    o = qpUnit(units[starts[i]], true, wsEnd(starts[i]), out, o);
-    for (let k = starts[i] + 1; k < end; k++) {
-      if (mid[k] === 1 && byte[k] >= 0) out[o++] = byte[k];
-      else o = qpUnit(units[k], false, wsEnd(k), out, o);
+    let from = starts[i];
+    const to = i + 1 < starts.length ? starts[i + 1] : s.length;
+    if (i > 0) out += '=' + lb;
+    if (s.charCodeAt(from) === 0x2d) {
+      out += QP_HEX[0x2d];
+      from++;
     }
-    if (end < n) o += out.write('=' + lb, o, 'latin1');
+    for (; e < escaped.length && escaped[e] < to; e++) {
+      out += s.slice(from, escaped[e]) + QP_HEX[s.charCodeAt(escaped[e])];
+      from = escaped[e] + 1;
+    }
+    out += s.slice(from, to);
   }
-  return out.toString('latin1', 0, o);
+  return out;
 }

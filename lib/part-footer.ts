@@ -7,8 +7,9 @@
 
 import type { MimePart } from './types.js';
 import {
-  base64LineLength, charsetInfo, decodeBase64, decodeQP, detectLineBreak, encodeBase64Lines, encodeFooterUnits,
-  iso2022AsciiAt, iso2022AsciiAtEach, qpEncodedOffset, qpEncodeUnits, type CharsetInfo, type LineBreak,
+  base64LineLength, charsetInfo, decodeBase64, decodeQP, detectLineBreak, encodeBase64Lines, encodeFooterLine,
+  iso2022AsciiAt, iso2022AsciiAtEach, prependUnit, qpEncodedOffset, qpEncodeLine, trimBlankUnits,
+  type CharsetInfo, type FooterLine, type LineBreak,
 } from './part-codec.js';
 
 export type PartResult = { ok: true; body: Buffer } | { ok: false; why: string };
@@ -38,31 +39,46 @@ function edited(body: Buffer, r: EditResult): PartResult {
 export const MAX_LINE = 998;
 const ESC_ASCII = Buffer.from([0x1b, 0x28, 0x42]); // ESC ( B
 
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f]/g;
+const HAS_CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/;
+
+/** Text split at CRLF, LF and lone CR. */
+function splitLines(text: string): string[] {
+  // footers end their lines with CRLF or LF: split at LF and cut the CR, unless a lone CR is left
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) if (lines[i].endsWith('\r')) lines[i] = lines[i].slice(0, -1);
+  return lines.some((l) => l.includes('\r')) ? text.replace(/\r\n?/g, '\n').split('\n') : lines;
+}
+
+/** The line without its trailing blanks (a loop: /[ \t]+$/ tries again at every blank of a long line). */
+function trimBlanksEnd(line: string): string {
+  let end = line.length;
+  while (end > 0 && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
+  return end === line.length ? line : line.slice(0, end);
+}
+
 /** Footer text as lines: CR/LF normalised, controls gone, trailing blanks trimmed except the "-- " separator. */
 export function footerLines(text: string): string[] {
-  const lines = text
-    .replace(/\r\n?/g, '\n')
-    .split('\n')
-    .map((l) => l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''))
-    .map((l) => (l === '-- ' ? l : l.replace(/[ \t]+$/, '')));
+  const lines = splitLines(text).map((l) => {
+    const clean = HAS_CONTROL.test(l) ? l.replace(CONTROLS, '') : l;
+    return clean === '-- ' ? clean : trimBlanksEnd(clean);
+  });
   while (lines.length && lines[0] === '') lines.shift();
   while (lines.length && lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
 
-const isWsp = (u: Buffer | undefined) => u !== undefined && u.length === 1 && (u[0] === 0x20 || u[0] === 0x09);
+const SPACE = Buffer.from(' ');
 
-/** Footer text lines as charset units; flowed text is space-stuffed (RFC 3676 4.4). */
-export function textUnits(text: string, info: CharsetInfo, asciiOnly: boolean, flowed: boolean): Buffer[][] {
+/** Footer text lines in the part's charset; flowed text is space-stuffed (RFC 3676 4.4). */
+export function textLines(text: string, info: CharsetInfo, asciiOnly: boolean, flowed: boolean): FooterLine[] {
   return footerLines(text).map((line) => {
-    const units = encodeFooterUnits(line, info, 'text', asciiOnly);
+    let encoded = encodeFooterLine(line, info, 'text', asciiOnly);
     // transliteration can leave a trailing space, and in flowed text that would join the next line
-    if (line !== '-- ') while (isWsp(units[units.length - 1])) units.pop();
-    if (flowed) {
-      const head = Buffer.concat(units.slice(0, 5)).toString('latin1');
-      if (head.startsWith(' ') || head.startsWith('>') || head.startsWith('From ')) units.unshift(Buffer.from(' '));
-    }
-    return units;
+    if (line !== '-- ') encoded = trimBlankUnits(encoded);
+    const b = encoded.bytes;
+    if (flowed && (b[0] === 0x20 || b[0] === 0x3e || b.toString('latin1', 0, 5) === 'From ')) encoded = prependUnit(encoded, SPACE);
+    return encoded;
   });
 }
 
@@ -95,11 +111,20 @@ function qpTail(body: Buffer): { decoded: Buffer; from: number } {
   return from === 0 || lf >= 0 ? { decoded, from } : { decoded: decodeQP(body), from: 0 };
 }
 
-/** Index of the last match of `re` in `buf`, looking at the tail first; -1 when there is none. */
+/** Offsets of the matches of `re` (global) in `buf` from byte `from` on, read as latin1. */
+function matchOffsets(buf: Buffer, re: RegExp, from = 0): number[] {
+  const text = buf.toString('latin1', from);
+  const hits: number[] = [];
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) hits.push(from + m.index);
+  return hits;
+}
+
+/** Index of the last match of `re` (global) in `buf`, looking at the tail first; -1 when there is none. */
 function lastMatch(buf: Buffer, re: RegExp, ok: (at: number) => boolean = () => true): number {
   // a match that lies wholly in the tail is the last one; one cut by the tail's start leaves none there
   for (const from of buf.length > TAIL ? [buf.length - TAIL, 0] : [0]) {
-    const hits = [...buf.toString('latin1', from).matchAll(re)].map((m) => from + (m.index ?? 0));
+    const hits = matchOffsets(buf, re, from);
     for (let k = hits.length - 1; k >= 0; k--) if (ok(hits[k]!)) return hits[k]!;
   }
   return -1;
@@ -150,7 +175,7 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
   const { info, asciiOnly } = partMode(part);
   const flowed = (part.params.format ?? '').trim().toLowerCase() === 'flowed';
   const lb = detectLineBreak(body, fallbackLb);
-  const lines = textUnits(text, info, asciiOnly, flowed);
+  const lines = textLines(text, info, asciiOnly, flowed);
   if (!lines.length) return { ok: false, why: 'empty text footer' };
   // only the end matters here (ISO-2022 needs the mode, so the whole); base64 is re-encoded anyway
   const decoded = part.encoding === 'quoted-printable' && !info.iso2022 ? qpTail(body).decoded : decodeBody(part, body);
@@ -161,11 +186,11 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
   // in flowed text a line of spaces is a soft break too, so only a truly empty line ends a paragraph
   const blank = flowed ? last === '' : /^[ \t]*$/.test(last);
   const breaks = empty ? 0 : (endsLb ? 0 : 1) + (blank ? 0 : 1);
-  if (info.iso2022 && !iso2022AsciiAt(decoded, decoded.length)) lines[0].unshift(ESC_ASCII); // appended ASCII must be read as ASCII
+  if (info.iso2022 && !iso2022AsciiAt(decoded, decoded.length)) lines[0] = prependUnit(lines[0], ESC_ASCII); // appended ASCII must be read as ASCII
   const mirror = endsLb ? lb : '';
 
   if (part.encoding === 'quoted-printable') {
-    const enc = lines.map((u) => qpEncodeUnits(u, lb, true)).join(lb);
+    const enc = lines.map((l) => qpEncodeLine(l, lb, true)).join(lb);
     let prefix = '';
     let n = breaks;
     // the raw body, not the decoded text: "=" or blanks alone decode to nothing but still open a line
@@ -177,7 +202,7 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
     return insertAt(body.length, Buffer.from(prefix + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1'));
   }
 
-  const raw = lines.map((u) => Buffer.concat(u));
+  const raw = lines.map((l) => l.bytes);
   if (part.encoding === 'base64') {
     // inside base64 the text has line breaks of its own, whatever the encoded lines use
     const dlb = detectLineBreak(decoded, lb);
@@ -199,13 +224,16 @@ function joinLines(lines: Buffer[], lb: LineBreak): Buffer {
   return Buffer.concat(out);
 }
 
+/** The closing tags the HTML footer goes in front of, the first found of them. */
+const CLOSING_TAGS = [/<\/body\s*>/gi, /<\/html\s*>/gi];
+
 /**
  * Where the HTML footer goes: before the last </body>, else the last </html>, else the end. A tag
  * inside a comment does not count (a footer there would never show).
  */
 export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
   const visible = (at: number) => !inComment(html, at);
-  for (const re of [/<\/body\s*>/gi, /<\/html\s*>/gi]) {
+  for (const re of CLOSING_TAGS) {
     if (!iso2022) {
       const at = lastMatch(html, re, visible);
       if (at >= 0) return at;
@@ -213,7 +241,7 @@ export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
     }
     // in ISO-2022 text "<" can be half of a two-byte character: only ASCII-mode hits count (the
     // modes of all hits in one pass: a scan from the start per hit is quadratic in hostile input)
-    const hits = [...html.toString('latin1').matchAll(re)].map((m) => m.index ?? 0);
+    const hits = matchOffsets(html, re);
     const ascii = iso2022AsciiAtEach(html, hits);
     for (let k = hits.length - 1; k >= 0; k--) if (ascii[k] && visible(hits[k])) return hits[k];
   }
@@ -229,11 +257,11 @@ export function insertHtmlFooter(part: MimePart, body: Buffer, html: string, fal
 export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallbackLb: LineBreak, boundaries: string[]): EditResult {
   const { info, asciiOnly } = partMode(part);
   const lb = detectLineBreak(body, fallbackLb);
-  const lines = footerLines(html).map((l) => encodeFooterUnits(l, info, 'html', asciiOnly));
+  const lines = footerLines(html).map((l) => encodeFooterLine(l, info, 'html', asciiOnly));
   if (!lines.length) return { ok: false, why: 'empty HTML footer' };
   // at the end of ISO-2022 text still in a two-byte mode (no </body> to go before), switch to ASCII first
   const toAscii = (decoded: Buffer, at: number) => {
-    if (info.iso2022 && at === decoded.length && !iso2022AsciiAt(decoded, at)) lines[0].unshift(ESC_ASCII);
+    if (info.iso2022 && at === decoded.length && !iso2022AsciiAt(decoded, at)) lines[0] = prependUnit(lines[0], ESC_ASCII);
   };
   if (part.encoding === 'quoted-printable') {
     let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpTail(body);
@@ -243,7 +271,7 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
       at = htmlInsertionPoint(tail.decoded, info.iso2022);
     }
     toAscii(tail.decoded, at);
-    const enc = lines.map((u, i) => qpEncodeUnits(u, lb, i < lines.length - 1)).join(lb);
+    const enc = lines.map((l, i) => qpEncodeLine(l, lb, i < lines.length - 1)).join(lb);
     if (at < tail.decoded.length) {
       const e = tail.from + qpEncodedOffset(body.subarray(tail.from), at);
       const prefix = e === 0 || body[e - 1] === 0x0a ? '' : '=' + lb;
@@ -264,7 +292,7 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
   const decoded = decodeBody(part, body);
   const at = htmlInsertionPoint(decoded, info.iso2022);
   toAscii(decoded, at);
-  const raw = lines.map((u) => Buffer.concat(u));
+  const raw = lines.map((l) => l.bytes);
   if (part.encoding === 'base64') {
     const ins = joinLines(raw, detectLineBreak(decoded, lb));
     return replaceAll(body, reencodeBase64(body, Buffer.concat([decoded.subarray(0, at), ins, decoded.subarray(at)]), lb));
@@ -287,13 +315,13 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
 /** A new text/plain part holding only the footer (wrap case): header lines and body. */
 export function footerPart(text: string, lb: LineBreak, boundaries: string[]): { headers: string[]; body: Buffer } | null {
   const info = charsetInfo('utf-8');
-  const lines = textUnits(text, info, false, false);
+  const lines = textLines(text, info, false, false);
   if (!lines.length) return null;
-  const raw = lines.map((u) => Buffer.concat(u));
+  const raw = lines.map((l) => l.bytes);
   const ascii = raw.every((l) => l.every((c) => c < 0x80));
   if (ascii && !rawLineProblem(raw, boundaries)) {
     return { headers: ['Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 7bit'], body: joinLines(raw, lb) };
   }
-  const enc = lines.map((u) => qpEncodeUnits(u, lb, true)).join(lb);
+  const enc = lines.map((l) => qpEncodeLine(l, lb, true)).join(lb);
   return { headers: ['Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: quoted-printable'], body: Buffer.from(enc, 'latin1') };
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { analyzeMessage, isClassifierPart } from '../lib/mime-structure.js';
 import { chooseTargets, hasMarker, planRewrite, rewriteMessage, RewriteRefused, type Targets } from '../lib/footer-insert.js';
-import { appendTextFooter, insertHtmlFooter } from '../lib/part-footer.js';
+import { appendTextFooter, footerLines, insertHtmlFooter } from '../lib/part-footer.js';
 import { charsetInfo, decodeQP } from '../lib/part-codec.js';
 import { Spool } from '../lib/spool.js';
 import type { MessageStructure, MimePart } from '../lib/types.js';
@@ -326,6 +326,25 @@ test('html in 7bit/8bit: a line that would pass 998 bytes gets the footer on lin
 });
 
 // ----- target choice and the stream API ------------------------------------------------------------
+
+test('footerLines: the split at LF (CR cut) gives what normalising every CRLF, LF and lone CR gives', () => {
+  // the rule written out plainly, as a reference for the faster split
+  const reference = (text: string) => {
+    const lines = text.replace(/\r\n?/g, '\n').split('\n').map((l) => l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''))
+      .map((l) => (l === '-- ' ? l : l.replace(/[ \t]+$/, '')));
+    while (lines.length && lines[0] === '') lines.shift();
+    while (lines.length && lines[lines.length - 1] === '') lines.pop();
+    return lines;
+  };
+  const pieces = ['a', ' ', '\t', '\r', '\n', '\r\n', '\r\r\n', '\n\r', '-- ', '\x01', '\x0b', '\x7f', 'é', ' \t\r\n'];
+  let seed = 3;
+  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+  for (let i = 0; i < 5000; i++) {
+    const text = Array.from({ length: Math.floor(random() * 10) }, () => pieces[Math.floor(random() * pieces.length)]).join('');
+    assert.deepEqual(footerLines(text), reference(text), JSON.stringify(text));
+  }
+  assert.deepEqual(footerLines('\r\n-- \r\nA  \r\nB\rC\n'), ['-- ', 'A', 'B', 'C']);
+});
 
 test('chooseTargets: never an attachment, the calendar part or a signed message; reasons given', async () => {
   const { structure, headers } = await analyzeMessage(chunkedReader(readFixture('ics-attachment-only')));

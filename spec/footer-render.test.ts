@@ -318,3 +318,12 @@ test('invisible characters (zero-width, bidi marks, tags) are dropped; joiners a
   const f = renderFooter(input({}, calendar({ summary: 'a\u200bb\u200fc' })));
   assert.equal(lines(f.text)[2], 'Meeting request: abc, Tue 1 Dec 2026 10:00 (Europe/Berlin)');
 });
+
+test('cleanValue: a plain value (printable ASCII words, single spaces) comes back as it is; others go the full way', () => {
+  for (const v of ['Team sync', 'Q3 review: budget & plan (draft)', 'W. Europe Standard Time', 'x', 'a'.repeat(200)]) assert.equal(cleanValue(v), v);
+  assert.equal(cleanValue('a'.repeat(201)), `${'a'.repeat(199)}…`, 'too long: cut even when plain');
+  assert.equal(cleanValue('  Team   sync '), 'Team sync');
+  assert.equal(cleanValue('Team\tsync'), 'Team sync');
+  assert.equal(cleanValue(''), '');
+  assert.equal(cleanValue('Zone', 3), 'Zo…');
+});
