@@ -111,6 +111,24 @@ function qpTail(body: Buffer): { decoded: Buffer; from: number } {
   return from === 0 || lf >= 0 ? { decoded, from } : { decoded: decodeQP(body), from: 0 };
 }
 
+const BODY_CLOSE = /^<\/body\s*>/i;
+
+/** How a "<!--" may begin in quoted-printable text: "<!-", or "<" or "!" encoded or followed by a soft break. */
+const COMMENT_OPENERS = ['<!-', '<!=', '<=', '=3C', '=3c'].map((s) => Buffer.from(s, 'latin1'));
+
+/**
+ * qpTail for HTML: a comment can open before the tail and hide a "</body>" inside it, so the window
+ * starts no later than the line of the last place before it where a "<!--" may begin.
+ */
+function qpHtmlTail(body: Buffer): { decoded: Buffer; from: number } {
+  const tail = qpTail(body);
+  if (tail.from === 0) return tail;
+  const opener = Math.max(...COMMENT_OPENERS.map((o) => body.lastIndexOf(o, tail.from - 1)));
+  if (opener < 0) return tail;
+  const from = lineStartBefore(body, opener);
+  return { decoded: decodeQP(body.subarray(from)), from };
+}
+
 /** Offsets of the matches of `re` (global) in `buf` from byte `from` on, read as latin1. */
 function matchOffsets(buf: Buffer, re: RegExp, from = 0): number[] {
   const text = buf.toString('latin1', from);
@@ -264,10 +282,11 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
     if (info.iso2022 && at === decoded.length && !iso2022AsciiAt(decoded, at)) lines[0] = prependUnit(lines[0], ESC_ASCII);
   };
   if (part.encoding === 'quoted-printable') {
-    let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpTail(body);
+    let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpHtmlTail(body);
     let at = htmlInsertionPoint(tail.decoded, info.iso2022);
-    if (at === tail.decoded.length && tail.from > 0) {
-      tail = { decoded: decodeQP(body), from: 0 }; // nothing in the tail: look at the whole
+    if (tail.from > 0 && !BODY_CLOSE.test(tail.decoded.toString('latin1', at, at + 16))) {
+      // no visible </body> in the tail: one before it would still come first (else </html>, else the end)
+      tail = { decoded: decodeQP(body), from: 0 };
       at = htmlInsertionPoint(tail.decoded, info.iso2022);
     }
     toAscii(tail.decoded, at);

@@ -243,6 +243,29 @@ test('html: a </body> or </html> inside a comment is not where the footer goes',
   for (const [src, want] of cases) assert.equal(body(insertHtmlFooter(p, Buffer.from(src), '<div>F</div>', '\r\n', [])), want, src);
 });
 
+test('quoted-printable html: a </body> inside a comment that opens long before the end is not where the footer goes', () => {
+  const p = part({ contentType: 'text/html', encoding: 'quoted-printable' });
+  const filler = 'x'.repeat(70);
+  // the comment opens more than a few hundred bytes before the end, the </body> in it lies near the end
+  const ways: Record<string, string> = {
+    plain: '<!--',
+    'soft break after <': '<=\r\n!--',
+    'soft break after <!': '<!=\r\n--',
+    'encoded <': '=3C!--',
+    'encoded !': '<=21--',
+  };
+  for (const [how, opener] of Object.entries(ways)) {
+    for (const closed of [true, false]) {
+      const lines = ['<html><body><p>hi</p></body>', opener, ...Array(8).fill(filler), `old </body>${closed ? ' -->' : ''}`, '</html>'];
+      const src = lines.join('\r\n');
+      const r = insertHtmlFooter(p, Buffer.from(src, 'latin1'), '<div>F</div>', '\r\n', []);
+      assert.ok(r.ok, how);
+      const out = decodeQP(r.body).toString('latin1');
+      assert.ok(out.startsWith('<html><body><p>hi</p><div>F</div></body>'), `${how}, ${closed ? 'closed' : 'unclosed'}: ${out.slice(0, 60)}`);
+    }
+  }
+});
+
 test('base64: the original line length is kept', () => {
   const text = Buffer.from('x'.repeat(200)).toString('base64');
   const b64 = text.match(/.{1,60}/g)!.join('\r\n');
