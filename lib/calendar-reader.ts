@@ -336,9 +336,10 @@ function readTime(comp: ICalComponent, name: string, zones: ICalTimezone[] | nul
   const value = prop.getFirstValue(); // decodes lazily: a bad date throws here
   if (!(value instanceof ICAL.Time)) throw new Error(`not a date or date-time`);
   const tz = prop.getParameter('tzid');
-  // zones cut out before parsing: bind the time as ical.js would have (a UTC "Z" time and a date keep no zone)
+  // zones cut out before parsing: bind the time as ical.js would have (a UTC "Z" time and a date keep no zone;
+  // ical.js looks up only a non-empty TZID, and a VTIMEZONE may have an empty one)
   const written = prop.jCal[3];
-  if (zones && typeof tz === 'string' && !value.isDate && !(typeof written === 'string' && written.endsWith('Z'))) {
+  if (zones && typeof tz === 'string' && tz !== '' && !value.isDate && !(typeof written === 'string' && written.endsWith('Z'))) {
     const zone = zones.find((z) => z.tzid === tz);
     if (zone) value.zone = zone;
   }

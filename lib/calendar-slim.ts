@@ -30,8 +30,9 @@ const LF = 0x0a;
 function nameLength(text: string, at: number): number {
   let i = at;
   for (; i < text.length; i++) {
-    const c = text.charCodeAt(i) | 0x20; // lower-cases letters; digits and "-" are unchanged
-    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) break;
+    const c = text.charCodeAt(i);
+    const letter = c >= 0x41 && c <= 0x5a ? c | 0x20 : c; // upper-case letters only, so no control code slips in
+    if (!((letter >= 0x61 && letter <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) break;
   }
   const end = text.charCodeAt(i);
   return i > at && (end === 0x3a || end === 0x3b) ? i - at : -1;

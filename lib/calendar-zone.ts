@@ -84,7 +84,7 @@ function nearZoneByText(zone: ICalTimezone, year: number): NearZone {
     const start = shiftedStart(obs, year - 2);
     if (start) obs.updatePropertyWithValue('dtstart', start);
   }
-  const shortened = new ICAL.Timezone({ component: copy, tzid: zone.tzid });
+  const shortened = new ICAL.Timezone({ component: copy, tzid: ownCopy(zone.tzid) });
   const near = { zone: shortened, refusal: costRefusal(shortened, year) };
   if (key.length > MAX_CACHED_ZONE_CHARS) return near;
   nearCopies.set(key, near);
@@ -105,9 +105,10 @@ export function zonesFromText(blocks: string[]): ICalTimezone[] | null {
   for (const block of blocks) {
     let zone = zonesByText.get(block);
     if (zone === undefined) {
-      zone = zoneOf(block);
+      const own = ownCopy(block); // the key and the zone's strings must not be slices of the whole calendar
+      zone = zoneOf(own);
       if (block.length <= MAX_CACHED_ZONE_CHARS) {
-        zonesByText.set(block, zone);
+        zonesByText.set(own, zone);
         if (zonesByText.size > MAX_CACHED_ZONES) zonesByText.delete(zonesByText.keys().next().value as string);
       }
     }
@@ -128,6 +129,15 @@ function zoneOf(block: string): ICalTimezone | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * A string that shares no memory with `s`. V8 makes a slice of 13 or more characters a view into the
+ * whole string, so a cached TZID or VTIMEZONE cut from a 1 MiB calendar would keep the calendar alive.
+ * UTF-16 keeps every code unit, lone surrogates included.
+ */
+function ownCopy(s: string): string {
+  return Buffer.from(s, 'utf16le').toString('utf16le');
 }
 
 /** The zone's content as a cache key; once per zone object (a message asks for DTSTART and DTEND). */

@@ -75,6 +75,7 @@ test('slimCalendar refuses what it cannot cut the way ical.js reads it', () => {
     'a folded BEGIN': base.replace('BEGIN:VEVENT', 'BEGIN:VEV\r\n ENT'),
     'a VTIMEZONE inside the event': outlook({ zone: [], extra: ZONE }),
     'a line without ":" or ";"': base.replace('SEQUENCE:2', 'SEQUENCE 2'),
+    'a control character in a name': base.replace('SEQUENCE:2', 'SEQ\x15UENCE:2'),
     'a property group': base.replace('SEQUENCE:2', 'G1.SEQUENCE:2'),
     'a missing END': base.replace('END:VCALENDAR\r\n', ''),
     'an END too many': base + 'END:VCALENDAR\r\n',
@@ -116,6 +117,13 @@ test('hand-made zone cases read the same with and without the cut', () => {
   for (const [name, text] of Object.entries(cases)) assertSameReading(text, name);
   assert.equal(readCalendar(outlook()).start?.utc, '2026-12-01T09:00:00Z');
   assert.equal(readCalendar(outlook({ zone: [...ZONE.map((l) => l.replace(/\+0100/g, '+0300')), ...ZONE] })).start?.utc, '2026-12-01T07:00:00Z');
+});
+
+test('an empty TZID binds no zone, as in the full parse (ical.js looks up only a non-empty TZID)', () => {
+  const empty = ZONE.map((l) => l.replace('TZID:W. Europe Standard Time', 'TZID:'));
+  const text = outlook({ zone: empty, start: 'DTSTART;TZID=:20261201T100000' }).replace(/DTEND;TZID=[^:]*/, 'DTEND;TZID=""');
+  assertSameReading(text, 'empty TZID');
+  assert.equal(readCalendar(text).start?.utc, null);
 });
 
 test('lines the reader does not read cannot stop the cut reading (the full parse gives up on them)', () => {

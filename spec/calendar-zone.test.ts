@@ -194,3 +194,26 @@ test('the zone cache does not keep large VTIMEZONEs (up to the 1 MiB calendar ca
   const retained = (process.memoryUsage().heapUsed - before) / 1e6;
   assert.ok(retained < 30, `${Math.round(retained)} MB retained`);
 });
+
+test('cached zones do not keep the calendar they came from (a zone cut out of a 1 MiB calendar is a slice of it)', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  const { readCalendar } = await import('../lib/calendar-reader.js');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const pad = Array(10_000).fill(`DESCRIPTION:${'x'.repeat(70)}`).join('\r\n');
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (const slim of [true, false]) {
+    for (let i = 0; i < 32; i++) {
+      // a small zone of its own name in each large calendar: the zone is cached, the calendar must not be
+      const tzid = `Romance Standard Time ${slim} ${i}`;
+      const text = ['BEGIN:VCALENDAR', ZONES.outlookEurope!.replace('Romance Standard Time', tzid), 'BEGIN:VEVENT', 'UID:u',
+        `DTSTART;TZID=${tzid}:20261201T100000`, pad, 'END:VEVENT', 'END:VCALENDAR', ''].join('\r\n');
+      assert.equal(readCalendar(text, null, null, { slim }).start?.utc, '2026-12-01T09:00:00Z');
+    }
+  }
+  gc();
+  const retained = (process.memoryUsage().heapUsed - before) / 1e6;
+  assert.ok(retained < 15, `${Math.round(retained)} MB retained`);
+});
