@@ -53,6 +53,8 @@ export class Spool implements SpoolReader {
 
   /** Append a chunk. Resolves when the chunk is safe (in memory, or flushed to the file stream). */
   write(chunk: Buffer): Promise<void> {
+    // after dispose() a write must not start a file that nothing would remove any more
+    if (this.disposed) return Promise.reject(new Error('spool: write after dispose'));
     if (this.finished) return Promise.reject(new Error('spool: write after finish'));
     this.size += chunk.length;
     if (!this.spilling && this.mem + chunk.length <= this.opts.memoryLimit) {
