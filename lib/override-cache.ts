@@ -32,7 +32,8 @@ interface Entry {
 
 export class OverrideCache {
   private readonly entries = new Map<string, Entry>();
-  private readonly inflight = new Map<string, Promise<CacheLookup>>();
+  /** Lookups on their way to the store; `changed` once their key changed meanwhile (their answer predates it). */
+  private readonly inflight = new Map<string, { p: Promise<CacheLookup>; changed: boolean }>();
   private readonly unsubscribe: () => void;
   private readonly now: () => number;
   private readonly probeMs: number;
@@ -79,6 +80,8 @@ export class OverrideCache {
       this.nextProbeAt = 0;
     } else {
       this.entries.delete(key);
+      const running = this.inflight.get(key);
+      if (running) running.changed = true;
       this.inflight.delete(key);
     }
   }
@@ -107,16 +110,17 @@ export class OverrideCache {
       return this.withoutStore(key, this.lastError);
     }
     const running = this.inflight.get(key);
-    if (running) return running;
+    if (running) return running.p;
     if (this.downSince !== null) this.nextProbeAt = now + this.probeMs;
-    const p = this.fetch(key).finally(() => {
-      if (this.inflight.get(key) === p) this.inflight.delete(key);
+    const flight = { p: null as unknown as Promise<CacheLookup>, changed: false };
+    flight.p = this.fetch(key, flight).finally(() => {
+      if (this.inflight.get(key) === flight) this.inflight.delete(key);
     });
-    this.inflight.set(key, p);
-    return p;
+    this.inflight.set(key, flight);
+    return flight.p;
   }
 
-  private async fetch(key: string): Promise<CacheLookup> {
+  private async fetch(key: string, flight: { changed: boolean }): Promise<CacheLookup> {
     const gen = this.generation;
     let value: Override | null;
     const started = performance.now();
@@ -129,8 +133,10 @@ export class OverrideCache {
     }
     this.observeLookup?.(performance.now() - started, true);
     this.markUp();
-    // Changed while in flight: the answer may predate the change, so keep it only as a stale fallback.
-    this.remember(key, value, gen === this.generation);
+    // This key changed while in flight: the answer may be the replaced value, which must never answer
+    // later (not even as the fallback), nor overwrite a newer lookup's entry. Anything else changed
+    // (a reconnect): keep it only as a stale fallback.
+    if (!flight.changed) this.remember(key, value, gen === this.generation);
     return { ok: true, value, stale: false, from: 'store' };
   }
 

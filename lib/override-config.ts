@@ -51,7 +51,8 @@ function parseDb(text: string | undefined, url: string): number {
 
 /** The URL with any password replaced by "***": safe to log and to show in errors. */
 export function redact(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/)([^@/]*)@/i, (_all, scheme: string, auth: string) =>
+  // Up to the LAST "@": a password holding an unencoded "@" or "/" must not show its tail.
+  return url.replace(/^([a-z+]+:\/\/)(.*)@/i, (_all, scheme: string, auth: string) =>
     `${scheme}${auth.includes(':') ? `${auth.slice(0, auth.indexOf(':'))}:***` : '***'}@`);
 }
 

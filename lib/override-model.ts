@@ -11,7 +11,7 @@
 // "user+tag@dom" is looked up as itself first, then as "user@dom", then as "@dom".
 
 import { domainToASCII } from 'node:url';
-import { checkServer, checkTemplate } from './url-template.js';
+import { checkServer, checkTemplate, MAX_LINK_LENGTH } from './url-template.js';
 import type { LocalPartCase } from './override-config.js';
 
 /** One override: a server, a template, both, or "no footer". */
@@ -140,11 +140,18 @@ export function checkOverride(o: Override): string | null {
   if (has(o.server)) {
     const why = checkServer(o.server as string);
     if (why) return `server: ${why}`;
+    // Every link would exceed MAX_LINK_LENGTH and be refused: the recipient would silently get no footer.
+    if ((o.server as string).trim().length > MAX_LINK_LENGTH) return `server: longer than ${MAX_LINK_LENGTH} characters, the longest link allowed`;
   }
   if (has(o.urlTemplate)) {
     const why = checkTemplate(o.urlTemplate as string);
     if (why) return `url template: ${why}`;
+    const literal = (o.urlTemplate as string).replace(/\{[^{}]*\}/g, '');
+    if (literal.length > MAX_LINK_LENGTH) return `url template: longer than ${MAX_LINK_LENGTH} characters without its placeholders, the longest link allowed`;
   }
+  // Refused here, not first by the store's write: bad input, not a Redis failure (and never half an import).
+  const bytes = Buffer.byteLength(encodeOverride(o));
+  if (bytes > MAX_OVERRIDE_BYTES) return `the override is too long: ${bytes} bytes stored, at most ${MAX_OVERRIDE_BYTES}`;
   return null;
 }
 

@@ -1,6 +1,7 @@
 // The override store: key ("user@dom" or "@dom") → Override, in memory or in Redis. The ONLY ioredis user.
-// In: a Redis URL ('' = in-memory), a key prefix and a lookup timeout. Out: get/set/unset/list and change
-// notifications (PUBLISH on "<prefix>changed" from set/unset, so every instance drops its cached copy).
+// In: a Redis URL ('' = in-memory), a key prefix and a lookup timeout. Out: get/set/unset/list, apply (many
+// changes in one MULTI/EXEC) and change notifications (PUBLISH on "<prefix>changed" from every write, so
+// every instance drops its cached copy).
 // Fails: get rejects with StoreUnavailableError within timeoutMs when Redis is down, slow or paused (no
 // offline queue: nothing waits for a reconnect); a corrupt stored value logs `redis.corrupt` once and
 // reads as absent; the client keeps reconnecting with backoff forever, so it recovers by itself.
@@ -36,6 +37,14 @@ export interface OverrideStore {
   set(key: string, value: Override): Promise<void>;
   /** Remove an override; true when one existed. */
   unset(key: string): Promise<boolean>;
+  /**
+   * Several sets (value) and unsets (null) at once: every value is checked first (OverrideDataError,
+   * nothing written), then all are written in one transaction, or none. Redis Cluster cannot (keys of
+   * many slots): there `atomic` is false and a failure may leave the changes before it written.
+   */
+  apply(changes: ReadonlyArray<{ key: string; value: Override | null }>): Promise<void>;
+  /** Whether apply() writes all or nothing. */
+  readonly atomic: boolean;
   /** Every override, in no particular order (Redis: SCAN over every master, never KEYS). */
   list(): AsyncIterable<[string, Override]>;
   /** cb(key) after a change of key; cb(null) when anything may have changed (e.g. after a reconnect). */
@@ -76,6 +85,7 @@ function checked(value: Override): Override {
 /** Embedded default: lives and dies with the process, so `serve` runs without Redis. */
 export class MemoryOverrideStore implements OverrideStore {
   readonly kind = 'memory';
+  readonly atomic = true;
   readonly description = 'in-memory (this process only)';
   private readonly map = new Map<string, Override>();
   private readonly listeners = new Set<Listener>();
@@ -92,6 +102,14 @@ export class MemoryOverrideStore implements OverrideStore {
     const had = this.map.delete(key);
     notify(this.listeners, key);
     return had;
+  }
+  async apply(changes: ReadonlyArray<{ key: string; value: Override | null }>): Promise<void> {
+    const checkedAll = changes.map(({ key, value }) => ({ key, value: value === null ? null : checked(value) }));
+    for (const { key, value } of checkedAll) {
+      if (value === null) this.map.delete(key);
+      else this.map.set(key, value);
+    }
+    for (const { key } of checkedAll) notify(this.listeners, key);
   }
   async *list(): AsyncIterable<[string, Override]> {
     for (const [k, v] of [...this.map]) yield [k, { ...v }];
@@ -136,6 +154,7 @@ const CORRUPT_MEMORY = 1000;
 
 export class RedisOverrideStore implements OverrideStore {
   readonly kind = 'redis';
+  readonly atomic: boolean;
   readonly description: string;
   private readonly client: Redis | Cluster;
   private readonly subscriber: Redis | Cluster;
@@ -152,6 +171,7 @@ export class RedisOverrideStore implements OverrideStore {
     this.channel = `${this.prefix}changed`;
     this.timeoutMs = opts.timeoutMs ?? 50;
     this.description = `${target.mode} ${redact(url)}`;
+    this.atomic = target.mode !== 'cluster';
     const common: RedisOptions = {
       commandTimeout: this.timeoutMs,
       // Never queue while disconnected: a lookup must fail now and let the cache/fallback answer.
@@ -272,6 +292,35 @@ export class RedisOverrideStore implements OverrideStore {
       await this.client.publish(this.channel, key);
       return n > 0;
     });
+  }
+
+  async apply(changes: ReadonlyArray<{ key: string; value: Override | null }>): Promise<void> {
+    const encoded = changes.map(({ key, value }) => ({ key, raw: value === null ? null : encodeOverride(checked(value)) }));
+    if (encoded.length === 0) return;
+    if (!this.atomic) {
+      // Cluster: MULTI needs one hash slot, and override keys spread over all of them.
+      for (const { key, raw } of encoded) {
+        await this.bounded('set', async () => {
+          await (raw === null ? this.client.del(this.prefix + key) : this.client.set(this.prefix + key, raw));
+          await this.client.publish(this.channel, key);
+        });
+      }
+      return;
+    }
+    // One MULTI/EXEC: a refused command (OOM, NOPERM, READONLY) aborts the whole transaction. Announced
+    // inside it too, so no instance hears of a change that was not made. Larger batches get longer.
+    await this.bounded('apply', async () => {
+      const tx = (this.client as Redis).multi();
+      for (const { key, raw } of encoded) {
+        if (raw === null) tx.del(this.prefix + key);
+        else tx.set(this.prefix + key, raw);
+      }
+      for (const { key } of encoded) tx.publish(this.channel, key);
+      const results = await tx.exec();
+      if (results === null) throw new Error('the transaction was aborted');
+      const failed = results.find(([err]) => err);
+      if (failed) throw failed[0] as Error;
+    }, this.timeoutMs + encoded.length);
   }
 
   async *list(): AsyncIterable<[string, Override]> {

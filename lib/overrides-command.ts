@@ -3,7 +3,8 @@
 // Out: one line per result on stdout; an exit code. `import` is idempotent and reports what it changed.
 // Fails: bad arguments exit 64 (EX_USAGE), bad data in an import file 65 (EX_DATAERR), an unreadable
 // file 66, a bad config file 78, Redis unreachable 69 (EX_UNAVAILABLE) or failing mid-way 75 (EX_TEMPFAIL);
-// `get` of a missing key exits 1. Every refusal names the problem. Nothing is written when input is bad.
+// `get` of a missing key exits 1. Every refusal names the problem. Nothing is written when input is bad,
+// and an import is written in one transaction (all or nothing; Redis Cluster: one key at a time).
 
 import { readFile } from 'node:fs/promises';
 import { ConfigError, loadConfig } from './config.js';
@@ -69,6 +70,10 @@ function parseArgs(argv: string[]): Args {
     } else {
       const v = eq >= 0 ? a.slice(eq + 1) : argv[++i];
       if (v === undefined) throw new Refusal(OVERRIDES_EXIT.usage, `--${name} needs a value`);
+      // `--server --off` is a forgotten value, not a server named "--off" (as in the other commands)
+      if (eq < 0 && /^--[A-Za-z][A-Za-z0-9-]*(=|$)/.test(v)) {
+        throw new Refusal(OVERRIDES_EXIT.usage, `--${name} needs a value (got the option ${v}; write --${name}=VALUE for a value that starts with --)`);
+      }
       flags.set(name, v);
     }
   }
@@ -146,6 +151,8 @@ export async function runOverrides(argv: string[], io: OverridesIo): Promise<num
         'without Redis the overrides live only inside a running serve process and cannot be changed from here');
     }
     const keyOpts: KeyOptions = { localPartCase: s.localPartCase, recipientDelimiter: s.recipientDelimiter };
+    // A bad ADDRESS is bad input (64) whether or not Redis is up, so check it before connecting.
+    const key = ['set', 'get', 'unset'].includes(args.command) ? keyOf(args.positional[0] as string, keyOpts) : '';
     let rows: ImportRow[] = [];
     if (args.command === 'import') rows = await readImport(args.positional[0] as string, keyOpts);
 
@@ -158,7 +165,6 @@ export async function runOverrides(argv: string[], io: OverridesIo): Promise<num
     }
     switch (args.command) {
       case 'set': {
-        const key = keyOf(args.positional[0] as string, keyOpts);
         const before = await store.get(key);
         const value = action as Override;
         if (before && sameOverride(before, value)) { io.stdout.write(`unchanged ${key} ${describe(before)}\n`); break; }
@@ -167,14 +173,12 @@ export async function runOverrides(argv: string[], io: OverridesIo): Promise<num
         break;
       }
       case 'get': {
-        const key = keyOf(args.positional[0] as string, keyOpts);
         const v = await store.get(key);
         if (!v) { io.stderr.write(`overrides: no override for ${key}\n`); return OVERRIDES_EXIT.notFound; }
         io.stdout.write(`${key} ${describe(v)}\n`);
         break;
       }
       case 'unset': {
-        const key = keyOf(args.positional[0] as string, keyOpts);
         io.stdout.write((await store.unset(key)) ? `removed ${key}\n` : `no override for ${key} (nothing to remove)\n`);
         break;
       }
@@ -245,21 +249,36 @@ async function importRows(store: OverrideStore, rows: ImportRow[], args: Args, i
   const current = await snapshot(store);
   const counts = { added: 0, changed: 0, unchanged: 0, removed: 0 };
   const seen = new Set<string>();
+  const changes: Array<{ key: string; value: Override | null }> = [];
+  const report: string[] = [];
   for (const { key, value } of rows) {
     seen.add(key);
     const before = current.get(key);
     if (before && sameOverride(before, value)) { counts.unchanged++; continue; }
-    if (!dry) await store.set(key, value);
-    if (before) { counts.changed++; io.stdout.write(`changed ${key}: ${difference(before, canonicalOverride(value))}\n`); }
-    else { counts.added++; io.stdout.write(`added ${key} ${describe(canonicalOverride(value))}\n`); }
+    changes.push({ key, value });
+    if (before) { counts.changed++; report.push(`changed ${key}: ${difference(before, canonicalOverride(value))}\n`); }
+    else { counts.added++; report.push(`added ${key} ${describe(canonicalOverride(value))}\n`); }
   }
   if (args.flags.has('replace')) {
     for (const key of [...current.keys()].sort()) {
       if (seen.has(key)) continue;
-      if (!dry) await store.unset(key);
+      changes.push({ key, value: null });
       counts.removed++;
-      io.stdout.write(`removed ${key}\n`);
+      report.push(`removed ${key}\n`);
     }
   }
+  // All or nothing, and reported only once written: a failure must not leave half an import behind.
+  if (!dry) {
+    try {
+      await store.apply(changes);
+    } catch (e) {
+      // A refused transaction wrote nothing; one that timed out may still have been applied whole.
+      const refused = !/no answer from Redis|timed out/i.test((e as Error).message);
+      throw new Refusal(OVERRIDES_EXIT.tempFail, `Redis failed: ${(e as Error).message}; ${!store.atomic
+        ? 'Redis Cluster writes one key at a time, so part of the import may be written: run it again'
+        : refused ? 'nothing imported' : 'the import was written whole or not at all: run it again (it is idempotent)'}`);
+    }
+  }
+  for (const line of report) io.stdout.write(line);
   io.stdout.write(`${dry ? 'would import' : 'imported'} ${args.positional[0]}: ${counts.added} added, ${counts.changed} changed, ${counts.unchanged} unchanged, ${counts.removed} removed\n`);
 }

@@ -18,38 +18,58 @@ const FALSE = ['', 'false', '0', 'no'];
 const FIELD_ALIASES: Record<string, keyof Override | 'key'> = { key: 'key', server: 'server', url_template: 'urlTemplate', urltemplate: 'urlTemplate', off: 'off' };
 
 /** RFC 4180 records: quoted fields may hold commas, quotes ("") and line breaks. */
-function csvRecords(text: string): Array<{ line: number; fields: string[] }> {
-  const out: Array<{ line: number; fields: string[] }> = [];
+function csvRecords(text: string): { records: Array<{ line: number; fields: string[] }>; error?: string } {
+  const out: Array<{ line: number; fields: string[]; firstQuoted: boolean }> = [];
   let fields: string[] = [];
   let field = '';
   let quoted = false;
+  let firstQuoted = false;
   let line = 1;
   let start = 1;
+  let quoteLine = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text[i] as string;
     if (quoted) {
       if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
       else if (c === '"') quoted = false;
       else { if (c === '\n') line++; field += c; }
-    } else if (c === '"' && field === '') quoted = true;
+    } else if (c === '"' && field === '') { quoted = true; quoteLine = line; if (fields.length === 0) firstQuoted = true; }
     else if (c === ',') { fields.push(field); field = ''; }
     else if (c === '\n' || c === '\r') {
       if (c === '\r' && text[i + 1] === '\n') i++;
       fields.push(field);
-      out.push({ line: start, fields });
-      fields = []; field = ''; line++; start = line;
+      out.push({ line: start, fields, firstQuoted });
+      fields = []; field = ''; firstQuoted = false; line++; start = line;
     } else field += c;
   }
-  if (field !== '' || fields.length > 0) { fields.push(field); out.push({ line: start, fields }); }
-  // Blank lines and "#" comment lines carry nothing.
-  return out.filter((r) => !(r.fields.length === 1 && r.fields[0]?.trim() === '') && !r.fields[0]?.trimStart().startsWith('#'));
+  // An unclosed quote would swallow the rest of the file into one field.
+  if (quoted) return { records: [], error: `line ${quoteLine}: a quoted field is not closed (a " is missing)` };
+  if (field !== '' || fields.length > 0) { fields.push(field); out.push({ line: start, fields, firstQuoted }); }
+  // Blank lines and "#" comment lines carry nothing; a quoted "#…" is data (a key such as "#team@dom").
+  const records = out.filter((r) => !(r.fields.length === 1 && r.fields[0]?.trim() === '') && !(!r.firstQuoted && r.fields[0]?.trimStart().startsWith('#')));
+  return { records: records.map(({ line: l, fields: f }) => ({ line: l, fields: f })) };
+}
+
+/** The canonical name of an import field (any case, either spelling), or undefined when unknown. */
+function fieldName(name: string): keyof Override | 'key' | undefined {
+  // hasOwn: "constructor" or "toString" must not pass as known through the prototype.
+  return Object.hasOwn(FIELD_ALIASES, name.toLowerCase()) ? FIELD_ALIASES[name.toLowerCase()] : undefined;
 }
 
 function toRow(raw: Record<string, unknown>, where: string, keyOpts: KeyOptions, errors: string[]): ImportRow | null {
   const bad = (m: string) => { errors.push(`${where}: ${m}`); return null; };
-  for (const name of Object.keys(raw)) {
-    if (!(name.toLowerCase() in FIELD_ALIASES) && name !== 'urlTemplate' && name !== 'v') return bad(`unknown field "${name}" (known: key, server, url_template, off)`);
+  const given: Record<string, unknown> = {};
+  const spelt: Record<string, string> = {};
+  for (const [name, v] of Object.entries(raw)) {
+    if (name === 'v') continue; // the stored version, in a raw dump
+    const canon = fieldName(name);
+    if (!canon) return bad(`unknown field "${name}" (known: key, server, url_template, off)`);
+    const label = canon === 'urlTemplate' ? 'url_template' : canon;
+    if (Object.hasOwn(given, canon)) return bad(`${label} is given twice ("${spelt[canon]}", "${name}")`);
+    given[canon] = v;
+    spelt[canon] = name;
   }
+  raw = given;
   const keyText = raw.key;
   if (typeof keyText !== 'string') return bad('no key (expected ADDRESS or @DOMAIN)');
   const k = parseOverrideKey(keyText, keyOpts);
@@ -60,7 +80,7 @@ function toRow(raw: Record<string, unknown>, where: string, keyOpts: KeyOptions,
     return v;
   };
   const server = str(raw.server, 'server');
-  const urlTemplate = str(raw.urlTemplate ?? raw.url_template, 'url_template');
+  const urlTemplate = str(raw.urlTemplate, 'url_template');
   if (server === null || urlTemplate === null) return null;
   let off = false;
   if (typeof raw.off === 'boolean') off = raw.off;
@@ -96,18 +116,22 @@ export function parseImport(text: string, file: string, keyOpts: KeyOptions): { 
       else raws.push({ where, raw: raw as Record<string, unknown> });
     }
   } else {
-    const records = csvRecords(body);
+    const { records, error } = csvRecords(body);
+    if (error) return { rows: [], errors: [error] };
     const header = records.shift();
     if (!header) return { rows: [], errors: [`${file} is empty (expected a CSV header "key,server,url_template,off" or JSON)`] };
     const names = header.fields.map((f) => f.trim().toLowerCase());
-    const unknown = names.filter((n) => !(n in FIELD_ALIASES));
+    const unknown = names.filter((n) => !fieldName(n));
     if (unknown.length > 0 || !names.includes('key')) {
       return { rows: [], errors: [`line ${header.line}: the CSV header must name the columns key,server,url_template,off (got "${header.fields.join(',')}")`] };
     }
+    // A second column of the same field would silently win over the first.
+    const twice = names.find((n, i) => names.findIndex((m) => fieldName(m) === fieldName(n)) !== i);
+    if (twice !== undefined) return { rows: [], errors: [`line ${header.line}: the CSV header has the column "${twice}" given twice`] };
     for (const r of records) {
       if (r.fields.length > names.length) { errors.push(`line ${r.line}: ${r.fields.length} fields, the header has ${names.length}`); continue; }
       const raw: Record<string, unknown> = {};
-      names.forEach((n, i) => { raw[FIELD_ALIASES[n] as string] = r.fields[i]?.trim() ?? ''; });
+      names.forEach((n, i) => { raw[fieldName(n) as string] = r.fields[i]?.trim() ?? ''; });
       raws.push({ where: `line ${r.line}`, raw });
     }
   }

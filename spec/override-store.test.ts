@@ -294,3 +294,58 @@ test('a redis+sentinel:// URL finds the master through Sentinel; changes are ann
     await redis.cli('FLUSHALL');
   }
 });
+
+test('an answer fetched before its key changed is not kept, not even as the fallback while Redis is down', async () => {
+  const writer = open(undefined, 2000);
+  const s = open(undefined, 300);
+  assert.equal(await writer.ready(3000), true);
+  assert.equal(await s.ready(3000), true);
+  await writer.set('race@example.org', { server: 'old.example.org' });
+  const cache = new OverrideCache(s, { ttlMs: 60_000, maxEntries: 100, fallback: 'site', probeIntervalMs: 0 }, () => undefined);
+  let inflight: Promise<CacheLookup>;
+  redis.pause();
+  try {
+    inflight = cache.lookup('race@example.org'); // its GET waits in the stopped server
+    cache.invalidate('race@example.org'); // what the admin's change notification does meanwhile
+  } finally {
+    redis.resume();
+  }
+  const first = await inflight;
+  assert.deepEqual(first.ok && first.value, { server: 'old.example.org' }, 'the lookup begun before the change answers as it found');
+  redis.pause();
+  try {
+    const r = await cache.lookup('race@example.org');
+    assert.ok(!r.ok && r.fallback === 'site', `the fallback, not the replaced value: ${JSON.stringify(r)}`);
+  } finally {
+    redis.resume();
+  }
+  cache.close();
+  await until('answers after SIGCONT', 2000, async () => (await s.get('x@example.org').then(() => true, () => false)) || undefined);
+  await redis.cli('FLUSHALL');
+});
+
+test('redact hides the whole password, also one holding "@" or "/"', () => {
+  assert.equal(redact('redis://:s3@cret@h:1'), 'redis://:***@h:1');
+  assert.equal(redact('redis://user:p@ss/w@h:1/2'), 'redis://user:***@h:1/2');
+  assert.equal(redact('redis+sentinel://u:se@cret@h:1,h:2/m'), 'redis+sentinel://u:***@h:1,h:2/m');
+  assert.equal(redact('unix:///run/redis.sock?db=1'), 'unix:///run/redis.sock?db=1');
+  assert.throws(() => parseRedisUrl('redis://:pa/ss@'), (e: Error) => !e.message.includes('ss'));
+});
+
+test('apply: all changes in one transaction, announced; an invalid value writes nothing', async () => {
+  const s = open(undefined, 2000);
+  const other = open();
+  assert.equal(await s.ready(3000), true);
+  assert.equal(await other.ready(3000), true);
+  const heard: Array<string | null> = [];
+  other.onChange((k) => heard.push(k));
+  await sleep(100);
+  await s.set('gone@example.org', { off: true });
+  await s.apply([{ key: 'a@example.org', value: { server: 'a.example.org' } }, { key: 'gone@example.org', value: null }]);
+  assert.deepEqual(await collect(s), { 'a@example.org': { server: 'a.example.org' } });
+  await until('both changes announced', 1000, async () => (heard.includes('a@example.org') && heard.filter((k) => k === 'gone@example.org').length === 2 ? true : undefined));
+  await assert.rejects(s.apply([{ key: 'b@example.org', value: { server: 'b.example.org' } }, { key: 'c@example.org', value: { server: 'ftp://x' } }]), OverrideDataError);
+  assert.equal(await s.get('b@example.org'), null);
+  assert.equal(s.atomic, true);
+  await redis.cli('FLUSHALL');
+});

@@ -187,3 +187,80 @@ test('no Redis configured, Redis unreachable, bad config file: clear refusals', 
   assert.equal(pw.code, 69);
   assert.ok(!pw.err.includes('s3cret'), 'the password is never printed');
 });
+
+test('an override too long to store or to ever make a link is bad input: set exits 64, import 65, nothing written', async () => {
+  const huge = `https://{server}/e?u=${'{uid}'.repeat(900)}`;
+  const r = await ov('set', 'a@example.org', '--url-template', huge);
+  assert.equal(r.code, 64, r.err);
+  assert.match(r.err, /too long/);
+  const literal = await ov('set', 'a@example.org', '--url-template', `https://{server}/${'a'.repeat(1000)}`);
+  assert.equal(literal.code, 64, literal.err);
+  assert.match(literal.err, /--url-template: .*longer than/);
+  const csv = await file('long.csv', `key,server,url_template\nfirst@example.org,a.example.org,\nsecond@example.org,,${huge}\n`);
+  const imp = await ov('import', csv);
+  assert.equal(imp.code, 65, imp.err);
+  assert.match(imp.err, /line 3: second@example\.org: .*too long/);
+  assert.equal(await redis.cli('DBSIZE'), '0');
+});
+
+test('a bad ADDRESS is refused (64) before Redis is asked, even when Redis is down', async () => {
+  const port = await freePort();
+  for (const cmd of ['get', 'unset']) {
+    const r = await run(['--redis', `redis://127.0.0.1:${port}`, cmd, 'not-an-address']);
+    assert.equal(r.code, 64, `${cmd}: ${r.code} ${r.err}`);
+    assert.match(r.err, /"not-an-address" is not a valid address/);
+  }
+  const s = await run(['--redis', `redis://127.0.0.1:${port}`, 'set', '@-bad-.example', '--off']);
+  assert.equal(s.code, 64, s.err);
+  assert.match(s.err, /not a valid @DOMAIN/);
+});
+
+test('a flag whose value is missing does not take the next option as its value', async () => {
+  const r = await ov('set', 'a@example.org', '--server', '--off');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /--server needs a value/);
+  assert.equal((await ov('set', 'a@example.org', '--url-template=--x')).code, 64, '--flag=VALUE still passes a value starting with --');
+});
+
+test('import field names: unknown ones are refused even when they name Object properties; aliases in any case count once', async () => {
+  const refused: Array<[string, RegExp]> = [
+    ['[{"key":"a@example.org","server":"x.example.org","constructor":"y"}]', /entry 1: unknown field "constructor"/],
+    ['{"a@example.org":{"server":"x.example.org","toString":"y"}}', /unknown field "toString"/],
+    ['[{"key":"a@example.org","url_template":"https://{server}/a","urlTemplate":"https://{server}/b","server":"x.example.org"}]', /entry 1: .*url_template.* given twice/],
+    ['key,server,constructor\na@example.org,x.example.org,y\n', /CSV header must name the columns/],
+    ['key,server,server\na@example.org,x.example.org,y.example.org\n', /line 1: .*"server" given twice/],
+    ['key,server\nc@example.org,"z.example.org\n', /line 2: a quoted field is not closed/],
+  ];
+  for (const [text, why] of refused) {
+    const r = await ov('import', await file('f.data', text));
+    assert.equal(r.code, 65, `${text} → ${r.code} ${r.out}`);
+    assert.match(r.err, why, text);
+  }
+  assert.equal(await redis.cli('DBSIZE'), '0');
+  // a JSON field written as a CSV header would be (any case, url_template or urltemplate) is used, not dropped
+  const j = await file('ok.json', '[{"Key":"b@example.org","SERVER":"x.example.org","URL_TEMPLATE":"https://{server}/e?u={uid}"},{"key":"c@example.org","urltemplate":"https://c.example.org/{uid}"}]');
+  assert.equal((await ov('import', j)).code, 0);
+  assert.equal((await ov('list')).out, 'b@example.org server=x.example.org url_template=https://{server}/e?u={uid}\nc@example.org url_template=https://c.example.org/{uid}\n');
+});
+
+test('a quoted CSV key starting with "#" is data, not a comment', async () => {
+  const csv = await file('hash.csv', 'key,server\n# a comment\n"#team@example.org",t.example.org\n');
+  const r = await ov('import', csv);
+  assert.equal(r.code, 0, r.err);
+  assert.equal((await ov('list')).out, '#team@example.org server=t.example.org\n');
+});
+
+test('an import that Redis refuses part-way writes nothing (one transaction) and says so', async () => {
+  // A user that may write only keys starting with "a": the third row is refused (NOPERM).
+  await redis.cli('ACL', 'SETUSER', 'limited', 'on', '>limitedpw', '~calfilter:override:a*', '&*', '+@all');
+  try {
+    const csv = await file('part.csv', 'key,server\na1@example.org,a.example.org\na2@example.org,a.example.org\nb@example.org,b.example.org\na3@example.org,a.example.org\n');
+    const r = await run(['--redis', redis.url.replace('redis://', 'redis://limited:limitedpw@'), 'import', csv]);
+    assert.equal(r.code, 75, `${r.code} ${r.out} ${r.err}`);
+    assert.match(r.err, /Redis failed.*nothing imported/s);
+    assert.equal(r.out, '', 'no change is reported as made');
+    assert.equal(await redis.cli('DBSIZE'), '0', 'nothing half-written');
+  } finally {
+    await redis.cli('ACL', 'DELUSER', 'limited');
+  }
+});
