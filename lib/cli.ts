@@ -5,6 +5,7 @@
 // a temporary failure in `filter` exits 75 (EX_TEMPFAIL) so Exim/Postfix pipe retry later; so does
 // a message that could not be written whole to stdout (EPIPE, ENOSPC): never exit 0 on a cut copy.
 
+import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { closeApp, createApp } from './app.js';
 import { ConfigError, configKeyKind, describeConfig, loadConfig, readConfigFile, type Config } from './config.js';
@@ -21,6 +22,8 @@ import { runWeb } from './web/command.js';
 export const EXIT = { ok: 0, usage: 64, dataErr: 65, noInput: 66, software: 70, ioErr: 74, tempFail: 75, config: 78 } as const;
 
 class UsageError extends Error {}
+/** `--help` or `-h` among a command's options: the usage on stdout, exit 0, nothing started. */
+class HelpRequest extends Error {}
 /** stdout refused a write (reader gone, disk full): what was written is incomplete. */
 class OutputError extends Error {}
 
@@ -49,6 +52,7 @@ export function parseFlags(args: string[]): Parsed {
   const out: Parsed = { flags: {}, recipients: [], positional: [] };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
+    if (arg === '--help' || arg === '-h') throw new HelpRequest();
     if (!arg.startsWith('--')) {
       out.positional.push(arg);
       continue;
@@ -101,6 +105,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'overrides':
         return await runOverrides(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
       case 'config': {
+        if (rest.includes('--help') || rest.includes('-h')) throw new HelpRequest();
         const unknown = rest.find((a) => a !== '--markdown');
         if (unknown !== undefined) throw new UsageError(unknown.startsWith('--') ? `unknown option ${unknown} for config` : `unexpected argument "${unknown}"`);
         let text = '';
@@ -124,6 +129,10 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
+    if (e instanceof HelpRequest) {
+      process.stdout.write(USAGE + '\n');
+      return EXIT.ok;
+    }
     if (e instanceof UsageError) {
       err.write(`calendar-link-filter: ${e.message}\n${USAGE}\n`);
       return EXIT.usage;
@@ -200,6 +209,14 @@ async function web(p: Parsed): Promise<number> {
   return EXIT.ok;
 }
 
+function stdinIsDirectory(): boolean {
+  try {
+    return fstatSync(0).isDirectory();
+  } catch {
+    return false; // not stat-able: reading it reports the problem (exit 75)
+  }
+}
+
 function envelopeFor(recipients: string[]): Envelope {
   // Without --recipient the message is processed as for one local recipient with no override.
   return { from: '', to: (recipients.length ? recipients : ['']).map((address) => ({ address })) };
@@ -209,6 +226,11 @@ async function filter(p: Parsed): Promise<number> {
   if (p.positional.length) throw new UsageError(`unexpected argument "${p.positional[0]}" (filter reads stdin)`);
   // Interactively, without "< in.eml", it would wait for typing and then write a typed "message".
   if (process.stdin.isTTY) throw new UsageError('standard input is a terminal: filter reads the message from standard input (filter < in.eml > out.eml)');
+  // Node reads a directory on fd 0 (`filter < dir`) as an empty stream: that would write nothing and exit 0.
+  if (stdinIsDirectory()) {
+    process.stderr.write('calendar-link-filter: cannot read the message: standard input is a directory\n');
+    return EXIT.noInput;
+  }
   const config = configFrom(p);
   // A pipe filter runs once per message, and Exim may merge stderr into the message: only
   // warnings and errors by default (log_level=debug or info set explicitly still wins).

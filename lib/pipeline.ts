@@ -27,6 +27,9 @@ export interface PipelineDeps {
 export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Promise<Reply[]> {
   const { config, log } = deps;
   const started = Date.now();
+  // One bound for the whole message, however many bodies it goes out as: the MTA waits a fixed
+  // time for the reply to "." (Postfix: smtp_data_done_timeout), and one that gives up may deliver twice.
+  const deadline = started + config.next_hop_timeout * 1000;
   const plan = await planDelivery(deps, tx.envelope, tx.spool, tx.scan, tx.id);
   try {
     const replies = new Map<string, Reply>();
@@ -41,12 +44,17 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
         continue;
       }
       for (const part of splitByDsn(group.recipients)) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          for (const r of part) replies.set(r.address, { ...REPLIES.hopTimeout });
+          continue;
+        }
         const body = group.body ?? tx.spool;
         // a small message goes as one Buffer: one write, no stream plumbing per chunk; a large one
         // streams from its file (opened again if the relay has to try a second connection)
         const bytes = body.inMemory ? body.buffer() : () => body.stream();
         const result = await relayMessage(deps.hop, { ...tx.envelope, to: part }, bytes, body.size, {
-          totalTimeoutMs: config.next_hop_timeout * 1000,
+          totalTimeoutMs: left,
           signal: tx.signal,
         });
         for (const [addr, r] of result.recipients) replies.set(addr, r);

@@ -107,7 +107,10 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
     groups.push({ recipients, body: out, url });
   }
   const footers = groups.filter((g) => g.url).length;
-  return { groups, decision: `footer added (${footers} link${footers === 1 ? '' : 's'})`, classification, resolutions, targets, structure };
+  const decision = footers > 0 ? `footer added (${footers} link${footers === 1 ? '' : 's'})`
+    : deferred.length ? 'deferred: the override store did not answer'
+    : 'no footer: no web calendar server for any recipient';
+  return { groups, decision, classification, resolutions, targets, structure };
 }
 
 /** Every classifier runs; the first that wants a footer wins, else the first that recognised something. */

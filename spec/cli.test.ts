@@ -165,3 +165,16 @@ test('CLI: an empty --config (an unset shell variable) is refused, not silently 
     assert.match(r.stderr.toString(), /--config needs a file name/);
   }
 });
+
+test('CLI: --help (or -h) after a command prints the usage on stdout and exits 0, without starting anything', () => {
+  for (const args of [['serve', '--help'], ['milter', '-h'], ['filter', '--help'], ['explain', '--help'], ['web', '--help'], ['config', '--help'], ['serve', '--listen', '127.0.0.1:0', '--help']]) {
+    const r = run(args);
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout.toString(), /^usage: calendar-link-filter <command>/, args.join(' '));
+    assert.equal(r.stderr.toString(), '', args.join(' '));
+  }
+  // a flag's value is still a value: `--recipient -h` is a recipient named "-h", not a help request
+  const v = run(['explain', join(ROOT, 'fixtures/mail/google.eml'), '--web-server', 'cal.example.org', '--recipient', '-h']);
+  assert.equal(v.status, 0, v.stderr.toString());
+  assert.match(v.stdout.toString(), /"recipient": "-h"/);
+});

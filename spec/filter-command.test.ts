@@ -88,6 +88,12 @@ test('explain: JSON with kind, calendar facts, chosen parts and the reason', () 
   const reply = JSON.parse(run(['explain', join(ROOT, 'fixtures/mail/reply.eml'), '--web-server', 'cal.example.org']).stdout.toString());
   assert.equal(reply.changes, false);
   assert.match(reply.decision, /REPLY/i);
+
+  // no web server anywhere: the invitation stays as it is, and the decision must not say otherwise
+  const bare = JSON.parse(run(['explain', join(ROOT, 'fixtures/mail/google.eml'), '--recipient', 'bob@example.org']).stdout.toString());
+  assert.equal(bare.changes, false);
+  assert.doesNotMatch(bare.decision, /footer added/);
+  assert.match(bare.decision, /no web calendar server/);
 });
 
 test('explain: an unreadable file exits 66 with its name; no file exits 64', () => {
@@ -170,4 +176,19 @@ test('filter: a value that starts with "-- " (a signature separator) is still a 
   assert.equal(r.status, 0, r.stderr.toString());
   const inline = run(['filter', '--web-server=cal.example.org', '--footer-text-template=--calendar {url}'], fixture('google'));
   assert.equal(inline.status, 0, inline.stderr.toString());
+});
+
+test('filter: standard input that cannot be read as a message (a directory) exits 66 with a clear line, not 0 with nothing', () => {
+  // Node hands a directory on fd 0 to the program as an empty stream: without the check, `filter < dir` wrote nothing and exited 0.
+  const fd = openSync(join(ROOT, 'fixtures/mail'), 'r');
+  try {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bin/calendar-link-filter.ts', 'filter', '--web-server', 'cal.example.org'], {
+      cwd: ROOT, stdio: [fd, 'pipe', 'pipe'], timeout: 30_000, env: { ...process.env, CALFILTER_LOG_LEVEL: 'error' },
+    });
+    assert.equal(r.status, 66, r.stderr.toString());
+    assert.match(r.stderr.toString(), /^calendar-link-filter: cannot read the message: standard input is a directory\n$/);
+    assert.equal(r.stdout.length, 0);
+  } finally {
+    closeSync(fd);
+  }
 });

@@ -243,6 +243,19 @@ describe('next-hop failures', () => {
       assert.ok(Date.now() - t0 < 6000, 'answered within the timeout plus a margin');
     }));
 
+  // Postfix waits smtp_data_done_timeout for the reply to "."; a message relayed as several bodies
+  // must not take next_hop_timeout once per body, or Postfix gives up first and may deliver twice.
+  test('a message relayed as several bodies still answers within one next_hop_timeout', () =>
+    withPair({ next_hop_timeout: 2 }, { behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) }, async (f, s) => {
+      const t0 = Date.now();
+      const r = await transact(f.port, { from: 'a@example.org', to: ['b@example.org', 'c@example.org', 'd@example.org'], data: PLAIN, rcptParams: ['NOTIFY=NEVER', 'NOTIFY=SUCCESS', 'NOTIFY=FAILURE'] });
+      const took = Date.now() - t0;
+      assert.match(r.final[0]!, /^451 4\.4\.2/);
+      assert.ok(took < 3500, `answered after ${took} ms, not within next_hop_timeout (2 s) plus a margin`);
+      // the silent hop holds the first body for the whole bound; the others are not tried after it
+      assert.equal(s.messages.length, 1, 'only the first body reached the next hop');
+    }));
+
   test('next hop unreachable: 451 4.4.1', async () => {
     const f = await startInProcFilter({ next_hop: 'smtp://127.0.0.1:1', connect_timeout: 2 });
     try {
