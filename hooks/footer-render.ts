@@ -55,6 +55,43 @@ export function checkFooterTemplate(template: string, format: 'text' | 'html'): 
       if (st === 'before-value' || st === 'unquoted') return 'a placeholder stands in an unquoted attribute value; quote it ("{url}")';
       if (st === 'tag-name' || st === 'tag') return `a placeholder stands inside a tag outside a quoted attribute value (${m[0]})`;
       if (st === 'raw') return `a placeholder stands inside <script> or <style>, where escaping does not protect it (${m[0]})`;
+      if (st === 'dq' || st === 'sq') {
+        const bad = attributeProblem(template, states, m.index as number, m[0]);
+        if (bad) return bad;
+      }
+    }
+  }
+  return null;
+}
+
+// Attributes whose value the browser reads as a URL: a value there could pick the scheme (javascript:) or host.
+const URL_ATTRS = new Set([
+  'href', 'src', 'action', 'formaction', 'background', 'cite', 'poster', 'data', 'longdesc', 'usemap', 'codebase',
+  'xlink:href', 'srcset', 'ping', 'lowsrc', 'dynsrc', 'manifest', 'icon', 'profile', 'archive', 'classid', 'code',
+]);
+// A value in a URL attribute is safe after a fixed http(s) origin and a "/", "?" or "#", or after "{url}" and one of those.
+const FIXED_URL_PREFIX_RE = /^\s*(?:https?:\/\/[^/?#{}\s]+|\{url\}[^{}]*?)[/?#]/i;
+
+/**
+ * Why a placeholder inside a quoted attribute value is unsafe, or null. HTML escaping is undone by the
+ * parser before the value is used: in on…="" it is script, in style="" CSS, in srcdoc="" markup, and at
+ * the start of href="" it could be a javascript: link.
+ */
+function attributeProblem(template: string, states: HtmlState[], at: number, placeholder: string): string | null {
+  const st = states[at];
+  let q = at;
+  while (q > 0 && states[q - 1] === st) q--;
+  const open = q - 1; // the opening quote (its state is the one before the value: "before-value" or "tag")
+  const name = /([^\s"'<>/=]+)\s*=\s*$/.exec(template.slice(0, Math.max(open, 0)))?.[1]?.toLowerCase();
+  if (name === undefined) return `a placeholder stands inside a tag outside a quoted attribute value (${placeholder})`;
+  if (name.startsWith('on') || name === 'style' || name === 'srcdoc') {
+    return `a placeholder stands in the ${name} attribute, where escaping does not protect it (${placeholder})`;
+  }
+  if (URL_ATTRS.has(name)) {
+    const prefix = template.slice(q, at);
+    if (placeholder === '{url}' && /^\s*$/.test(prefix)) return null;
+    if (!FIXED_URL_PREFIX_RE.test(prefix)) {
+      return `a placeholder stands in the ${name} attribute where it could choose the link's scheme or host; only {url} may start it (${placeholder})`;
     }
   }
   return null;

@@ -200,7 +200,9 @@ export function verifyToken(token: string, keys: Map<string, Buffer> | Record<st
     exp: body.readUInt32BE(6),
     bound: { recipient: true, uid: !!(flags & FLAG_UID), recurrenceId: !!(flags & FLAG_RID), messageId: !!(flags & FLAG_MID) },
   };
-  if (Math.floor((expect.now ?? Date.now()) / 1000) >= claims.exp) return fail('expired');
+  // A clock that is no finite number (NaN compares false with everything) must not make a token immortal.
+  const nowS = Math.floor(Number(expect.now ?? Date.now()) / 1000);
+  if (!Number.isFinite(nowS) || nowS >= claims.exp) return fail('expired');
   if (scope !== (expect.scope ?? DEFAULT_SCOPE)) return fail('scope');
 
   let at = 11 + scopeLen;

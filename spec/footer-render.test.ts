@@ -327,3 +327,31 @@ test('cleanValue: a plain value (printable ASCII words, single spaces) comes bac
   assert.equal(cleanValue(''), '');
   assert.equal(cleanValue('Zone', 3), 'Zo…');
 });
+
+test('template checks: a value in an event handler, style or srcdoc attribute, or at the start of a URL attribute, is refused', () => {
+  // HTML escaping is undone by the parser before the attribute is used: in onclick="…" the value is
+  // script, in style="…" CSS, in srcdoc="…" markup, and href="{summary}" can be javascript:.
+  const refused = [
+    '<a href="{url}" onclick="x(\'{summary}\')">x</a>',
+    '<a href="{url}" ONMOUSEOVER = "{kind}">x</a>',
+    '<a href="{url}" style="color:{summary}">x</a>',
+    '<iframe srcdoc="{summary}"></iframe><a href="{url}">x</a>',
+    '<a href="{summary}">x</a><a href="{url}">y</a>',
+    '<a href="{url}">x</a><img src=\'{description}\'>',
+    '<a href="{url}">x</a><form action="{kind}"></form>',
+    '<a href=" {summary}">x</a><a href="{url}">y</a>',
+  ];
+  for (const t of refused) {
+    assert.match(checkFooterTemplate(t, 'html') ?? '(accepted)', /attribute/, t);
+    assert.throws(() => renderFooter(input(), { html: t }), /footer_html_template/, t);
+  }
+  // Still fine: {url} itself, a value after a fixed http(s) prefix, values in harmless attributes.
+  for (const t of [
+    '<a href="{url}" title="{summary}" data-x="a{kind}b">x</a>',
+    '<a href=\'{url}\'>x</a><a href="https://help.example.org/?q={summary}">help</a>',
+    '<a href="{url}#{kind}">x</a>',
+  ]) assert.equal(checkFooterTemplate(t, 'html'), null, t);
+  // Hostile summary through an accepted template: no script-bearing attribute appears.
+  const f = renderFooter(input({}, calendar({ summary: 'javascript:alert(1)' })), { html: '<a href="{url}" title="{summary}">x</a>' });
+  assert.doesNotMatch(f.html, /href="javascript:/);
+});

@@ -247,3 +247,13 @@ test('parseSecret: hex (64+ digits) or base64/base64url, at least 32 bytes, neve
   for (const [s, why] of cases) assert.throws(() => parseSecret(s), why, JSON.stringify(s));
   assert.throws(() => parseSecret(undefined as unknown as string), /empty/);
 });
+
+test('a clock the verifier cannot read (NaN, Infinity, a string) never makes a token immortal', () => {
+  const t = mintToken({ ...base, ttlSeconds: 3600 });
+  for (const now of [NaN, Infinity, -Infinity, 'tomorrow', {}]) {
+    const r = verifyToken(t, keys, { now: now as number });
+    assert.equal(r.ok, false, String(now));
+  }
+  // a genuinely expired token stays expired whatever `now` the caller got wrong
+  assert.ok(verifyToken(t, keys, { now: at(10) }).ok);
+});

@@ -335,3 +335,42 @@ test('agenda: sign-in link by mail (GET does not consume it), session, agenda wi
     await mta.close();
   }
 });
+
+test('rate limits: a flood of client addresses in one scope does not reset the per-recipient and per-link limits', async () => {
+  const { RateLimiter } = await import('../lib/web/rate-limit.js');
+  let t = 1_000_000;
+  const limits = new RateLimiter(() => t);
+  for (let i = 0; i < 3; i++) assert.ok(limits.hit('signin-rcpt', 'R', 3, 3600_000));
+  for (let i = 0; i < 5; i++) assert.ok(limits.hit('rsvp-tok', 'rid', 5, 60_000));
+  assert.equal(limits.hit('signin-rcpt', 'R', 3, 3600_000), false);
+  // Bad links from 100 001 IPv6 addresses of one /64: each a new key of the per-client scope.
+  for (let i = 0; i <= 100_000; i++) limits.hit('badmac', `2001:db8::${i.toString(16)}`, 20, 60_000);
+  t += 1000;
+  assert.equal(limits.hit('signin-rcpt', 'R', 3, 3600_000), false, 'sign-in mails per recipient still limited');
+  assert.equal(limits.hit('rsvp-tok', 'rid', 5, 60_000), false, 'RSVP posts per link still limited');
+});
+
+test('a malformed tz cookie (planted by a sibling host, say) falls back to the default zone, never a 500', async () => {
+  const store = new MemorySnapshotStore();
+  const [d] = await ingestMail(inviteMail(ics()), ['ann@example.net'], store, S);
+  const app = createWebApp({ settings: S, store, log: silent });
+  for (const cookie of ['tz=%E0%A4%A', 'tz=%', 'a=1; tz=%ZZ']) {
+    const res = await app.request(viewPath(d), { headers: { cookie } });
+    assert.equal(res.status, 200, cookie);
+    assert.match(await res.text(), /name="tz" type="text" value="UTC"/, cookie);
+  }
+});
+
+test('X-Forwarded-For: believed from web_trusted_proxies only, read from the right past every trusted proxy', async () => {
+  const { settings } = testSettings({ web_trusted_proxies: '127.0.0.1,10.0.0.2' });
+  const app = createWebApp({ settings, store: untouchable(), log: silent });
+  const from = (peer: string, xff?: string) => app.request('/m/bad', { headers: xff ? { 'x-forwarded-for': xff } : {} }, { incoming: { socket: { remoteAddress: peer } } });
+  // Client A behind two proxies (nginx → 10.0.0.2 → 127.0.0.1), forging a left-most entry of its own.
+  for (let i = 0; i < 20; i++) assert.equal((await from('127.0.0.1', `6.6.6.6, 198.51.100.7, 10.0.0.2`)).status, 404);
+  assert.equal((await from('127.0.0.1', '6.6.6.6, 198.51.100.7, 10.0.0.2')).status, 429, 'A is limited');
+  assert.equal((await from('127.0.0.1', '198.51.100.8, 10.0.0.2')).status, 404, 'B behind the same proxies is not A');
+  assert.equal((await from('127.0.0.1', '6.6.6.6, 198.51.100.8, 10.0.0.2')).status, 404, 'the forged entry is never the key');
+  // An untrusted peer's header is ignored: its own address counts.
+  for (let i = 0; i < 20; i++) await from('192.0.2.1', `203.0.113.${i}`);
+  assert.equal((await from('192.0.2.1', '203.0.113.99')).status, 429);
+});

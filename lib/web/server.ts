@@ -77,15 +77,19 @@ export function createWebApp(d: WebDeps): Hono<Env> {
 
   const ip = (c: Context<Env>): string => {
     const peer = c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
-    if (s.trustedProxies.includes(peer)) {
-      const xff = c.req.header('x-forwarded-for')?.split(',').map((x) => x.trim()).filter(Boolean);
-      if (xff?.length) return xff[xff.length - 1] as string;
-    }
-    return peer;
+    if (!s.trustedProxies.includes(peer)) return peer;
+    // From the right: each trusted proxy appended the address it heard from; the first one that is not a
+    // trusted proxy is the client. Entries left of it were written by the client and are never believed.
+    const xff = c.req.header('x-forwarded-for')?.split(',').map((x) => x.trim()).filter(Boolean) ?? [];
+    let client = peer;
+    for (let i = xff.length - 1; i >= 0 && s.trustedProxies.includes(client); i--) client = xff[i] as string;
+    return client;
   };
   const ctxOf = (c: Context<Env>): PageCtx => {
     const cookieTz = /(?:^|;\s*)tz=([^;]+)/.exec(c.req.header('cookie') ?? '')?.[1];
-    const zone = validZone(cookieTz ? decodeURIComponent(cookieTz) : null) ?? s.defaultTz;
+    let tz: string | null = null;
+    try { tz = cookieTz ? decodeURIComponent(cookieTz) : null; } catch { /* a malformed cookie: the default zone */ }
+    const zone = validZone(tz) ?? s.defaultTz;
     const lang = (c.req.header('accept-language') ?? '').split(',').map((x) => x.split(';')[0]!.trim()).find((l) => validLocale(l));
     return { zone, locale: validLocale(lang) ?? validLocale(s.defaultLocale) ?? 'en', path: c.req.path };
   };
