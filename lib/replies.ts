@@ -36,9 +36,28 @@ export function parseReply(text: string | undefined, fallback: Reply = REPLIES.i
   const message = lines
     .map((l) => l.replace(/^[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?/, ''))
     .join(' ')
-    .replace(/[\x00-\x1f\x7f]/g, ' ')
-    .slice(0, 400);
-  return { code, status: first[2], message: message || first[3] || '' };
+    .replace(/[\x00-\x1f\x7f]/g, ' ');
+  return { code, status: first[2], message: clip(message || first[3] || '', MAX_TEXT_OCTETS) };
+}
+
+/**
+ * The most octets of next-hop text passed on: RFC 5321 4.5.3.1.5 allows 512 per reply line with the
+ * code, the enhanced status code and CRLF; text in UTF-8 (or 8-bit, re-encoded) takes up to 3 octets
+ * a character, so the bound is on octets, not characters.
+ */
+const MAX_TEXT_OCTETS = 400;
+
+/** `s` cut to at most `max` octets of UTF-8, at a character boundary. */
+function clip(s: string, max: number): string {
+  if (s.length * 3 <= max || Buffer.byteLength(s) <= max) return s;
+  let out = '';
+  let octets = 0;
+  for (const ch of s) {
+    octets += Buffer.byteLength(ch);
+    if (octets > max) break;
+    out += ch;
+  }
+  return out;
 }
 
 /** A text for smtp-server: it prefixes the code itself, so the status code goes into the message. */

@@ -124,7 +124,10 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
       stream.once('end', () => {
         ended = true;
         void (async () => {
-          const send = (replies: Reply[]) => {
+          const send = (answers: Reply[]) => {
+            // a next hop's 421 means it closed its own connection; ours stays open (smtp-server would
+            // close it after a 421, and an LMTP client would never hear the replies after that one)
+            const replies = answers.map((r) => (r.code === 421 ? { ...r, code: 451 } : r));
             if (opts.lmtp) {
               callback(null, replies.map((r) => (r.code < 300 ? replyText(r) : asError(r))) as never);
             } else {
@@ -191,7 +194,11 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
         deadline.unref();
         server.close(() => {
           clearTimeout(deadline);
-          // the clients are gone; a transaction may still be removing its spilled message
+          // the clients are gone: a transaction still relaying (its client left after the final
+          // dot) has nobody to answer and is cut off now, so it removes its spilled message
+          // before the process exits instead of outliving the wait below
+          for (const ctl of inflight) ctl.abort();
+          // a transaction may still be removing its spilled message
           const until = Date.now() + 10_000;
           const settled = () => (inflight.size === 0 || Date.now() > until ? resolve() : void setTimeout(settled, 10));
           settled();

@@ -177,6 +177,18 @@ describe('next-hop failures', () => {
     }
   });
 
+  // A 421 is the next hop closing its own connection; passed on as it is, it would make the listener
+  // close the MTA's connection after that reply, and an LMTP client would never hear the replies of
+  // the recipients after it (delivered, so they would get a second copy on the retry).
+  test('LMTP client: the next hop says 421 at the dot for one transaction and 250 for the next: each recipient hears its own, the 421 as 451', () =>
+    withPair({ lmtp: true }, { behaviour: (q) => (q.phase === 'data' && q.transaction === 1 ? { code: 421, text: '4.3.2 hop going down' } : undefined) }, async (f, s) => {
+      const r = await transact(f.port, { from: 'a@example.org', to: ['b@example.org', 'c@example.org'], data: PLAIN, lmtp: true, rcptParams: ['NOTIFY=NEVER', 'NOTIFY=SUCCESS'] });
+      assert.equal(s.messages.length, 2, 'one transaction per DSN group');
+      assert.equal(r.final.length, 2);
+      assert.match(r.final[0]!, /^451 4\.3\.2 hop going down/);
+      assert.match(r.final[1]!, /^250 /);
+    }));
+
   // A raw LMTP hop: smtp-server answers all recipients after the dot at once, and cannot stop between them.
   for (const [what, after] of [
     ['closes the connection', (sock: Socket) => sock.destroy()],
@@ -221,6 +233,21 @@ describe('next-hop failures', () => {
       }
     });
   }
+
+  // RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its code and CRLF. The next hop's
+  // text is passed on, but a long one in UTF-8 (or 8-bit) must still fit in one lawful line.
+  test('a next-hop refusal with very long non-ASCII text: passed on in one reply line of at most 512 octets', () =>
+    withPair({}, { behaviour: (q) => (q.phase === 'data' ? { code: 550, text: `5.7.1 ${'Grüße, 会議 '.repeat(200)}` } : undefined) }, async (f) => {
+      const d = await openData(f.port);
+      try {
+        await d.send(Buffer.concat([PLAIN, Buffer.from('.\r\n')]), 0);
+        const [line] = await d.read(); // read as latin1: one character per octet
+        assert.match(line!, /^550 5\.7\.1 Gr/);
+        assert.ok(line!.length + 2 <= 512, `reply line of ${line!.length + 2} octets`);
+      } finally {
+        d.close();
+      }
+    }));
 
   test('next hop drops the connection mid-DATA: 451 4.4.2', () =>
     withPair({}, { behaviour: (q) => (q.phase === 'data' ? { drop: 100 } : undefined) }, async (f) => {

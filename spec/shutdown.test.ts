@@ -78,3 +78,25 @@ test('SIGTERM right after the reply to a message that spilled to disk: the filte
   assert.equal((await f.exited).code, 0);
   assert.deepEqual(await readdir(spool), [], 'every spilled message was removed before the exit');
 });
+
+test('SIGTERM after the client left while its spilled message is still with a silent next hop: the filter exits at once, no temporary file left', async (t) => {
+  const sink = await startSink({ behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) });
+  t.after(() => sink.close());
+  const spool = await mkdtemp(join(tmpdir(), 'calfilter-spool-test-'));
+  t.after(() => rm(spool, { recursive: true, force: true }));
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--spool-memory-limit', '0', '--spool-dir', spool, '--shutdown-timeout', '1', '--next-hop-timeout', '60']);
+  t.after(() => f.stop());
+  const d = await openData(port);
+  d.closed.catch(() => undefined);
+  void d.send(Buffer.concat([DATA, Buffer.from('.\r\n')]), 0);
+  await sink.waitFor(1, 10_000); // the filter relays; the next hop keeps it without an answer
+  assert.equal((await readdir(spool)).length, 1, 'the message is spilled while it is relayed');
+  d.close(); // the MTA gave up waiting for the reply to "."
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  f.kill('SIGTERM');
+  assert.equal((await f.exited).code, 0);
+  assert.deepEqual(await readdir(spool), [], 'the spilled message was removed before the exit');
+  assert.ok(Date.now() - t0 < 6000, `exited ${Date.now() - t0} ms after SIGTERM, not within the 1 s grace period and a margin`);
+});
