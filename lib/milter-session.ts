@@ -185,8 +185,11 @@ export class MilterSession {
       case 'header': {
         const tx = this.currentTx();
         tx.headerBytes += c.name.length + c.value.length + 3;
+        // out of order (after end of headers or a body chunk): the spooled copy no longer has every
+        // field, and an edit computed from it would delete this one; the message gets 451 instead
+        if (!tx.done && tx.headersWritten) tx.failed ??= new Error(`header ${c.name} after the end of the header block`);
         // past the limit nothing more is kept: end of headers accepts the message unchanged
-        if (!tx.done && !this.tooBig(tx)) tx.fields.push({ name: c.name, value: c.value });
+        else if (!tx.done && !this.tooBig(tx)) tx.fields.push({ name: c.name, value: c.value });
         return this.ack(SMFIP.NR_HDR);
       }
       case 'eoh':
@@ -287,7 +290,8 @@ export class MilterSession {
   }
 
   private async endOfHeaders(tx: Tx): Promise<void> {
-    if (tx.done || this.neg!.idle) return this.ack(SMFIP.NR_EOH);
+    // failed (a header out of order): no early verdict on an incomplete header block; 451 at the end
+    if (tx.done || this.neg!.idle || tx.failed) return this.ack(SMFIP.NR_EOH);
     if (this.tooBig(tx)) return this.acceptEarly(tx, 'headers larger than milter_max_rewrite_bytes', 'eoh');
     const why = await earlyVerdict(tx.fields, this.leadspc).catch(() => null);
     if (why) return this.acceptEarly(tx, why, 'eoh');
@@ -367,7 +371,19 @@ export class MilterSession {
     const reader = await tx.spool.finish();
     if (tx.envelope.to.length === 0) return { kind: 'unchanged', decision: 'no recipients', plan: null };
     const config = { ...this.deps.config, spool_memory_limit: this.deps.settings.spoolMemoryLimit } as Config;
-    const plan = await planDelivery({ config, log: this.deps.log, hooks }, tx.envelope, reader, tx.scanner.result(), tx.id);
+    // planDelivery turns its own failures (a hook that throws or overruns, a rewrite or spool error)
+    // into an unchanged pass-through and says so with message.passthrough: fine after queue, but here
+    // it would accept a message we failed to process. The milter answers 451 instead.
+    let failure: string | null = null;
+    const log: LogFn = (event, fields) => {
+      if (event === 'message.passthrough') failure ??= String(fields?.reason ?? 'unknown error');
+      else this.deps.log(event, fields);
+    };
+    const plan = await planDelivery({ config, log, hooks }, tx.envelope, reader, tx.scanner.result(), tx.id);
+    if (failure !== null) {
+      await disposePlan(plan);
+      throw new Error(`the pipeline failed: ${failure}`);
+    }
     try {
       return await this.decideOnPlan(tx, plan);
     } catch (err) {

@@ -508,3 +508,59 @@ test('listening: a Unix socket works (mode 0660, removed on close); a non-loopba
   assert.match(sm.server.address, /^127\.0\.0\.1:\d+$/);
   await sm.close();
 });
+
+test('a header after end of headers or after a body chunk (out of order): 451 for the message, never a header deletion', async (t) => {
+  const m = await milter(t);
+  const conn = await mta(t, m);
+  const raw = readFixture('exchange-online');
+  const { fields, body } = splitMessage(raw);
+  for (const late of ['after EOH', 'after a body chunk'] as const) {
+    await conn.step({ type: 'mail', args: ['<ada@example.org>'] });
+    await conn.step({ type: 'rcpt', args: ['<bob@example.net>'] });
+    for (const f of fields) await conn.step({ type: 'header', name: f.name, value: f.raw });
+    assert.deepEqual(await conn.step({ type: 'eoh' }), { type: 'continue' });
+    if (late === 'after a body chunk') await conn.step({ type: 'body', chunk: body });
+    await conn.step({ type: 'header', name: 'X-Late', value: ' late' });
+    if (late === 'after EOH') await conn.step({ type: 'body', chunk: body });
+    conn.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    const e = eomEdits(await conn.untilFinal());
+    assert.equal(e.body, null, `${late}: no body replacement`);
+    assert.deepEqual(e.headers, [], `${late}: no header edit (X-Late must not be deleted)`);
+    assert.deepEqual(e.final, { type: 'replycode', text: '451 4.3.0 Temporary filter failure, try again later' }, late);
+    conn.send({ type: 'abort' });
+  }
+  // the body first, then the header block: end of headers must not judge (and accept) on what came before
+  await conn.step({ type: 'mail', args: ['<ada@example.org>'] });
+  await conn.step({ type: 'rcpt', args: ['<bob@example.net>'] });
+  await conn.step({ type: 'header', name: 'Subject', value: ' hi' });
+  await conn.step({ type: 'body', chunk: body });
+  for (const f of fields) await conn.step({ type: 'header', name: f.name, value: f.raw });
+  assert.deepEqual(await conn.step({ type: 'eoh' }), { type: 'continue' });
+  conn.send({ type: 'eob', chunk: Buffer.alloc(0) });
+  assert.deepEqual(await conn.untilFinal(), [{ type: 'replycode', text: '451 4.3.0 Temporary filter failure, try again later' }]);
+  conn.send({ type: 'abort' });
+  // the connection still serves an ordinary message
+  const r = await transaction(conn, { from: 'ada@example.org', to: ['bob@example.net'], raw });
+  assert.ok(eomEdits(r.eom).body);
+});
+
+test('a hook that throws at end of message: 451 4.3.0 and no edit, not a silent pass without the footer', async (t) => {
+  const m = await milter(t);
+  let fail = true;
+  m.server.app.hooks.on('message:classify', 'breaks-once', () => {
+    if (fail) throw new Error('classifier exploded');
+    return null;
+  });
+  const conn = await mta(t, m);
+  const raw = readFixture('exchange-online');
+  const r = await transaction(conn, { from: 'ada@example.org', to: ['bob@example.net'], raw });
+  assert.deepEqual(r.eom, [{ type: 'replycode', text: '451 4.3.0 Temporary filter failure, try again later' }]);
+  const line = m.logs.find((l) => l.event === 'milter.tempfail');
+  assert.match(String(line?.decision), /classifier exploded/);
+  assert.deepEqual(m.server.stats().messages, { changed: 0, unchanged: 0, early: 0, tempfail: 1 });
+  conn.send({ type: 'abort' });
+  // the retry, once the hook works again, gets its footer
+  fail = false;
+  const r2 = await transaction(conn, { from: 'ada@example.org', to: ['bob@example.net'], raw });
+  assert.ok(eomEdits(r2.eom).body);
+});
