@@ -354,28 +354,50 @@ export function encodeFooterLine(line: string, info: CharsetInfo, mode: 'text' |
   return { bytes: Buffer.from(bytes), starts: starts.length === bytes.length ? null : starts, printable: false };
 }
 
-/** ISO-2022 mode just before byte `pos`: true when ASCII (ESC ( B / ESC ( J, SI switch back to it). */
+/** ISO-2022 mode just before byte `pos`: true when ASCII (ESC ( B / ESC ( J in G0, and SI in effect). */
 export function iso2022AsciiAt(buf: Buffer, pos: number): boolean {
   return iso2022AsciiAtEach(buf, [pos])[0]!;
 }
 
-/** iso2022AsciiAt for each of `positions` (ascending), in one pass over the bytes. */
-export function iso2022AsciiAtEach(buf: Buffer, positions: number[]): boolean[] {
-  const out: boolean[] = [];
-  let ascii = true;
+/**
+ * ISO-2022 state just before each of `positions` (ascending), in one pass over the bytes: whether G0
+ * holds ASCII, and whether SO has shifted to G1 (ISO-2022-KR/-CN). Only a designation into G0 (ESC ( F,
+ * ESC $ F, ESC $ ( F) changes G0; ESC $ ) C and the like designate G1-G3 and switch nothing by themselves.
+ */
+function iso2022States(buf: Buffer, positions: number[]): Array<{ g0Ascii: boolean; shifted: boolean }> {
+  const out: Array<{ g0Ascii: boolean; shifted: boolean }> = [];
+  let g0Ascii = true;
+  let shifted = false;
   let i = 0;
   for (const pos of positions) {
     for (; i < pos; i++) {
       const c = buf[i];
       if (c === 0x1b) {
-        if (buf[i + 1] === 0x28 && (buf[i + 2] === 0x42 || buf[i + 2] === 0x4a)) ascii = true;
-        else if (buf[i + 1] === 0x24 || buf[i + 1] === 0x28) ascii = false;
-      } else if (c === 0x0e) ascii = false;
-      else if (c === 0x0f) ascii = true;
+        const a = buf[i + 1];
+        const b = buf[i + 2];
+        if (a === 0x28) g0Ascii = b === 0x42 || b === 0x4a;
+        else if (a === 0x24 && b !== 0x29 && b !== 0x2a && b !== 0x2b) g0Ascii = false;
+      } else if (c === 0x0e) shifted = true;
+      else if (c === 0x0f) shifted = false;
     }
-    out.push(ascii);
+    out.push({ g0Ascii, shifted });
   }
   return out;
+}
+
+/** iso2022AsciiAt for each of `positions` (ascending), in one pass over the bytes. */
+export function iso2022AsciiAtEach(buf: Buffer, positions: number[]): boolean[] {
+  return iso2022States(buf, positions).map((s) => s.g0Ascii && !s.shifted);
+}
+
+const SI = Buffer.from([0x0f]);
+const ESC_ASCII = Buffer.from([0x1b, 0x28, 0x42]); // ESC ( B
+
+/** The bytes that switch ISO-2022 text back to ASCII at `pos` (SI, ESC ( B, both or none). */
+export function iso2022BackToAscii(buf: Buffer, pos: number): Buffer {
+  const [{ g0Ascii, shifted }] = iso2022States(buf, [pos]);
+  if (g0Ascii && !shifted) return Buffer.alloc(0);
+  return Buffer.concat([shifted ? SI : Buffer.alloc(0), g0Ascii ? Buffer.alloc(0) : ESC_ASCII]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 import type { MimePart } from './types.js';
 import {
   base64LineLength, charsetInfo, decodeBase64, decodeQP, detectLineBreak, encodeBase64Lines, encodeFooterLine,
-  iso2022AsciiAt, iso2022AsciiAtEach, prependUnit, qpEncodedOffset, qpEncodeLine, trimBlankUnits,
+  iso2022AsciiAtEach, iso2022BackToAscii, prependUnit, qpEncodedOffset, qpEncodeLine, trimBlankUnits,
   type CharsetInfo, type FooterLine, type LineBreak,
 } from './part-codec.js';
 
@@ -37,7 +37,7 @@ function edited(body: Buffer, r: EditResult): PartResult {
 
 /** RFC 5322 2.1.1: a line is at most 998 bytes without its CRLF. */
 export const MAX_LINE = 998;
-const ESC_ASCII = Buffer.from([0x1b, 0x28, 0x42]); // ESC ( B
+const NOTHING = Buffer.alloc(0);
 
 const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f]/g;
 const HAS_CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/;
@@ -152,8 +152,59 @@ function lastMatch(buf: Buffer, re: RegExp, ok: (at: number) => boolean = () => 
 function inComment(html: Buffer, at: number): boolean {
   const open = html.lastIndexOf('<!--', at);
   if (open < 0) return false;
-  const close = html.indexOf('-->', open + 4);
+  // from open + 2: "<!-->" and "<!--->" are (empty) comments that close at once
+  const close = html.indexOf('-->', open + 2);
   return close < 0 || close + 3 > at;
+}
+
+/**
+ * Elements whose content is text, not markup (raw text and RCDATA): a "</body>" there is not a tag, and
+ * a footer there would show as source or not at all. Not noscript: a reader that runs no scripts shows it.
+ */
+const TEXT_ELEMENTS = 'script|style|xmp|textarea|title|iframe|noembed|noframes';
+const TEXT_ELEMENT_END = new RegExp(`</(?:${TEXT_ELEMENTS})[\\s/>]`, 'i');
+const TEXT_ELEMENT_OR_COMMENT = new RegExp(`<!--(?:>|->|[\\s\\S]*?(?:-->|$))|<(${TEXT_ELEMENTS})(?=[\\s/>])`, 'gi');
+
+/** [start, end) of each text element's content in `html` (comments skipped), in order. */
+function textElementRanges(html: Buffer): Array<[number, number]> {
+  const text = html.toString('latin1');
+  const ranges: Array<[number, number]> = [];
+  TEXT_ELEMENT_OR_COMMENT.lastIndex = 0;
+  for (let m = TEXT_ELEMENT_OR_COMMENT.exec(text); m; m = TEXT_ELEMENT_OR_COMMENT.exec(text)) {
+    if (!m[1]) continue; // a comment
+    const close = new RegExp(`</${m[1]}[\\s/>]`, 'gi');
+    close.lastIndex = m.index + m[0].length;
+    const end = close.exec(text)?.index ?? text.length;
+    ranges.push([m.index, end]);
+    TEXT_ELEMENT_OR_COMMENT.lastIndex = Math.max(end, m.index + 1);
+  }
+  return ranges;
+}
+
+/**
+ * visible(at) for the closing tags htmlInsertionPoint finds: not in a comment, not in a text element.
+ * The text elements are worked out (one pass) only when an end tag of one follows a hit; the usual
+ * </body> near the end has none after it, and costs only that look at the few bytes behind it.
+ */
+function visibility(html: Buffer): (at: number) => boolean {
+  let ranges: Array<[number, number]> | null = null;
+  const inTextElement = (at: number): boolean => {
+    if (ranges === null) {
+      if (!TEXT_ELEMENT_END.test(html.toString('latin1', at))) return false;
+      ranges = textElementRanges(html);
+    }
+    let lo = 0;
+    let hi = ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const [start, end] = ranges[mid]!;
+      if (at < start) hi = mid - 1;
+      else if (at >= end) lo = mid + 1;
+      else return at > start;
+    }
+    return false;
+  };
+  return (at) => !inComment(html, at) && !inTextElement(at);
 }
 
 /** Lines of `units` that would break the message if written raw: too long, or read as a delimiter. */
@@ -181,6 +232,19 @@ function lastLine(buf: Buffer, endsLb: boolean): Buffer {
 }
 
 /**
+ * How the unfinished last physical line of a quoted-printable body (one that does not end in a line
+ * break) is ended without adding anything to the decoded text: 'complete' when it ends in a soft break
+ * already (a line break completes it), 'soft' when a soft break "=" fits (a line has at most 76 columns,
+ * and blanks before a soft break would no longer be dropped), else 'hard' (only a line break will do).
+ */
+function qpLineEnd(body: Buffer): 'complete' | 'soft' | 'hard' {
+  const tail = lastLine(body, false).toString('latin1');
+  const trimmed = tail.replace(/[ \t\r]+$/, '');
+  if (trimmed.endsWith('=')) return 'complete';
+  return trimmed === tail && tail.length < 76 ? 'soft' : 'hard';
+}
+
+/**
  * Appends the text footer: the body is ended with a line break, then one empty line ends the last
  * paragraph (needed for format=flowed, tidy for the rest), then the footer lines.
  */
@@ -204,7 +268,15 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
   // in flowed text a line of spaces is a soft break too, so only a truly empty line ends a paragraph
   const blank = flowed ? last === '' : /^[ \t]*$/.test(last);
   const breaks = empty ? 0 : (endsLb ? 0 : 1) + (blank ? 0 : 1);
-  if (info.iso2022 && !iso2022AsciiAt(decoded, decoded.length)) lines[0] = prependUnit(lines[0], ESC_ASCII); // appended ASCII must be read as ASCII
+  // ISO-2022 text left in a two-byte mode (or shifted out) is switched back to ASCII before the added
+  // line breaks, not after them: a line ends in ASCII (RFC 1468), else a reader takes CR LF for a character
+  let back = info.iso2022 ? iso2022BackToAscii(decoded, decoded.length) : NOTHING;
+  // no break to add, or (7bit/8bit) no room left on the last line: the switch opens the footer's first line
+  const noRoom = () => part.encoding !== 'quoted-printable' && part.encoding !== 'base64' && !endsLb && lastLine(decoded, false).length + back.length > MAX_LINE;
+  if (back.length && (breaks === 0 || noRoom())) {
+    lines[0] = prependUnit(lines[0], back);
+    back = NOTHING;
+  }
   const mirror = endsLb ? lb : '';
 
   if (part.encoding === 'quoted-printable') {
@@ -213,21 +285,26 @@ export function textFooterEdit(part: MimePart, body: Buffer, text: string, fallb
     let n = breaks;
     // the raw body, not the decoded text: "=" or blanks alone decode to nothing but still open a line
     if (body.length > 0 && body[body.length - 1] !== 0x0a) {
-      const tail = lastLine(body, false).toString('latin1').replace(/[ \t\r]+$/, '');
-      prefix = lb; // ends the physical line: a soft break completes, a hard line becomes the missing newline
-      if (!tail.endsWith('=')) n--;
+      const end = qpLineEnd(body);
+      if (end === 'complete') prefix = lb;
+      else if (end === 'soft' && back.length) prefix = '=' + lb; // the switch back then comes before the first break
+      else {
+        prefix = lb; // ends the physical line: the hard line break becomes the missing newline
+        n--;
+      }
     }
-    return insertAt(body.length, Buffer.from(prefix + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1'));
+    const switchBack = back.length ? qpEncodeLine({ bytes: back, starts: null, printable: false }, lb, false) : '';
+    return insertAt(body.length, Buffer.from(prefix + switchBack + lb.repeat(Math.max(0, n)) + enc + mirror, 'latin1'));
   }
 
   const raw = lines.map((l) => l.bytes);
   if (part.encoding === 'base64') {
     // inside base64 the text has line breaks of its own, whatever the encoded lines use
     const dlb = detectLineBreak(decoded, lb);
-    const added = Buffer.concat([Buffer.from(dlb.repeat(breaks)), joinLines(raw, dlb), Buffer.from(endsLb ? dlb : '')]);
+    const added = Buffer.concat([back, Buffer.from(dlb.repeat(breaks)), joinLines(raw, dlb), Buffer.from(endsLb ? dlb : '')]);
     return replaceAll(body, reencodeBase64(body, Buffer.concat([decoded, added]), lb));
   }
-  const added = Buffer.concat([Buffer.from(lb.repeat(breaks)), joinLines(raw, lb), Buffer.from(mirror)]);
+  const added = Buffer.concat([back, Buffer.from(lb.repeat(breaks)), joinLines(raw, lb), Buffer.from(mirror)]);
   const problem = rawLineProblem(raw, boundaries);
   if (problem) return { ok: false, why: problem };
   return insertAt(body.length, added);
@@ -250,7 +327,7 @@ const CLOSING_TAGS = [/<\/body\s*>/gi, /<\/html\s*>/gi];
  * inside a comment does not count (a footer there would never show).
  */
 export function htmlInsertionPoint(html: Buffer, iso2022: boolean): number {
-  const visible = (at: number) => !inComment(html, at);
+  const visible = visibility(html);
   for (const re of CLOSING_TAGS) {
     if (!iso2022) {
       const at = lastMatch(html, re, visible);
@@ -279,13 +356,16 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
   if (!lines.length) return { ok: false, why: 'empty HTML footer' };
   // at the end of ISO-2022 text still in a two-byte mode (no </body> to go before), switch to ASCII first
   const toAscii = (decoded: Buffer, at: number) => {
-    if (info.iso2022 && at === decoded.length && !iso2022AsciiAt(decoded, at)) lines[0] = prependUnit(lines[0], ESC_ASCII);
+    const back = info.iso2022 && at === decoded.length ? iso2022BackToAscii(decoded, at) : NOTHING;
+    if (back.length) lines[0] = prependUnit(lines[0], back);
   };
   if (part.encoding === 'quoted-printable') {
     let tail = info.iso2022 ? { decoded: decodeQP(body), from: 0 } : qpHtmlTail(body);
     let at = htmlInsertionPoint(tail.decoded, info.iso2022);
-    if (tail.from > 0 && !BODY_CLOSE.test(tail.decoded.toString('latin1', at, at + 16))) {
-      // no visible </body> in the tail: one before it would still come first (else </html>, else the end)
+    const d = tail.decoded;
+    if (tail.from > 0 && (!BODY_CLOSE.test(d.toString('latin1', at, at + 16)) || TEXT_ELEMENT_END.test(d.toString('latin1', at)))) {
+      // no visible </body> in the tail: one before it would still come first (else </html>, else the end);
+      // or a text element ends after it, and may have opened before the tail: the whole body decides
       tail = { decoded: decodeQP(body), from: 0 };
       at = htmlInsertionPoint(tail.decoded, info.iso2022);
     }
@@ -299,12 +379,8 @@ export function htmlFooterEdit(part: MimePart, body: Buffer, html: string, fallb
       return insertAt(e, ins);
     }
     let prefix = '';
-    if (body.length && body[body.length - 1] !== 0x0a) {
-      const tail = lastLine(body, false).toString('latin1');
-      const trimmed = tail.replace(/[ \t\r]+$/, '');
-      // a soft break keeps the decoded text as is; after trailing blanks it would keep them, so break the line
-      prefix = trimmed.endsWith('=') || trimmed !== tail ? lb : '=' + lb;
-    }
+    // a soft break keeps the decoded text as is; where none fits (trailing blanks, 76 columns) a line break does
+    if (body.length && body[body.length - 1] !== 0x0a) prefix = qpLineEnd(body) === 'soft' ? '=' + lb : lb;
     return insertAt(body.length, Buffer.from(prefix + enc, 'latin1'));
   }
 

@@ -293,7 +293,8 @@ test('charsets: latin1 gets latin1 bytes, us-ascii and 7bit get transliteration,
 test('ISO-2022-JP: appended ASCII is switched to ASCII mode when the body ends in JIS mode', () => {
   const p = part({ charset: 'iso-2022-jp' });
   const open = appendTextFooter(p, Buffer.from('\x1b$B2q5D', 'latin1'), 'Footer', '\r\n', []);
-  assert.ok(open.ok && open.body.toString('latin1').endsWith('\r\n\r\n\x1b(BFooter'));
+  // back to ASCII before the added line breaks (RFC 1468: a line ends in ASCII), not after them
+  assert.ok(open.ok && open.body.toString('latin1').endsWith('\x1b(B\r\n\r\nFooter'));
   const closed = appendTextFooter(p, Buffer.from('\x1b$B2q5D\x1b(B', 'latin1'), 'Footer', '\r\n', []);
   assert.ok(closed.ok && closed.body.toString('latin1').endsWith('\r\n\r\nFooter'));
   // HTML with nothing to go before: the same switch, in 7bit and in quoted-printable
@@ -302,6 +303,80 @@ test('ISO-2022-JP: appended ASCII is switched to ASCII mode when the body ends i
     assert.ok(html.ok);
     const decoded = encoding === '7bit' ? html.body : decodeQP(html.body);
     assert.equal(decoded.toString('latin1'), '<p>\x1b$B2q5D\x1b(B<div>F</div>', encoding);
+  }
+});
+
+test('ISO-2022 text left in a two-byte mode: switched back before the added line breaks, in every transfer encoding', async () => {
+  const jis = '\x1b$B2q5D'; // 会議, the body ends still in JIS X 0208 mode
+  const bodies: Record<string, string[]> = {
+    '7bit': [jis], '8bit': [jis], base64: [Buffer.from(jis, 'latin1').toString('base64')],
+    'quoted-printable': ['=1B$B2q5D', '=1B$B2q5D=', '=1B$B2q=\r\n5D', '=1B$B2q=\r\n5D='],
+  };
+  for (const [encoding, list] of Object.entries(bodies)) {
+    for (const src of list) {
+      const r = appendTextFooter(part({ charset: 'iso-2022-jp', encoding }), Buffer.from(src, 'latin1'), 'Footer', '\r\n', []);
+      assert.ok(r.ok, src);
+      const decoded = encoding === 'quoted-printable' ? decodeQP(r.body) : encoding === 'base64' ? Buffer.from(r.body.toString('latin1'), 'base64') : r.body;
+      assert.equal(decoded.toString('latin1'), `${jis}\x1b(B\r\n\r\nFooter`, `${encoding}: ${JSON.stringify(src)}`);
+      if (encoding === 'quoted-printable') for (const l of r.body.toString('latin1').split('\r\n')) assert.ok(l.length <= 76, l);
+      // an independent reader sees the original text, then the footer on a line of its own
+      const head = `MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-2022-jp\r\nContent-Transfer-Encoding: ${encoding}\r\n\r\n`;
+      const parsed = await simpleParser(Buffer.concat([Buffer.from(head), r.body]));
+      assert.equal(parsed.text, '会議\n\nFooter', `${encoding}: ${JSON.stringify(src)}`);
+    }
+  }
+});
+
+test('ISO-2022-KR/-CN: a G1 designation (ESC $ ) C) is no mode switch, SO/SI are; a shifted body ends with SI, not ESC ( B', () => {
+  const p = part({ charset: 'iso-2022-kr' });
+  const designated = appendTextFooter(p, Buffer.from('\x1b$)Chello', 'latin1'), 'Footer', '\r\n', []);
+  assert.ok(designated.ok);
+  assert.equal(designated.body.toString('latin1'), '\x1b$)Chello\r\n\r\nFooter');
+  const shifted = appendTextFooter(p, Buffer.from('\x1b$)Chi \x0e\x48\x21', 'latin1'), 'Footer', '\r\n', []);
+  assert.ok(shifted.ok);
+  assert.equal(shifted.body.toString('latin1'), '\x1b$)Chi \x0e\x48\x21\x0f\r\n\r\nFooter');
+  const html = insertHtmlFooter(part({ contentType: 'text/html', charset: 'iso-2022-kr' }), Buffer.from('\x1b$)C<html><body>x</body></html>', 'latin1'), '<div>F</div>', '\r\n', []);
+  assert.ok(html.ok);
+  assert.equal(html.body.toString('latin1'), '\x1b$)C<html><body>x<div>F</div></body></html>');
+});
+
+test('quoted-printable html appended at the end: the soft break never makes a line of 77 columns', () => {
+  const p = part({ contentType: 'text/html', encoding: 'quoted-printable' });
+  for (const last of ['a'.repeat(76), 'a'.repeat(75), `${'a'.repeat(73)}=3D`, `${'a'.repeat(74)} `, `${'a'.repeat(75)}=`]) {
+    const src = `<p>\r\n${last}`;
+    const r = insertHtmlFooter(p, Buffer.from(src), '<div>F</div>', '\r\n', []);
+    assert.ok(r.ok, last);
+    for (const l of r.body.toString('latin1').split('\r\n')) assert.ok(l.length <= 76, `${l.length} columns: ${l}`);
+    const before = decodeQP(Buffer.from(src)).toString('latin1');
+    assert.ok([`${before}<div>F</div>`, `${before}\r\n<div>F</div>`].includes(decodeQP(r.body).toString('latin1')), last);
+  }
+});
+
+test('html: a </body> in the text of script, style, title or textarea is not where the footer goes', () => {
+  const filler = 'x'.repeat(70);
+  for (const el of ['script', 'STYLE', 'title', 'textarea']) {
+    const cases: Array<[string, string]> = [
+      [`<html><body>x</body></html><${el}>s = "</body>";</${el}>`, `<html><body>x<div>F</div></body></html><${el}>s = "</body>";</${el}>`],
+      [`<html><body>x<${el} type="t">a</body>b</${el}></body></html>`, `<html><body>x<${el} type="t">a</body>b</${el}><div>F</div></body></html>`],
+    ];
+    for (const [src, want] of cases) {
+      assert.equal(body(insertHtmlFooter(part({ contentType: 'text/html', encoding: '8bit' }), Buffer.from(src), '<div>F</div>', '\r\n', [])), want, src);
+    }
+    // quoted-printable: the element opens long before the tail that is decoded first
+    const lines = ['<html><body><p>hi</p></body></html>', `<${el}>`, ...Array(8).fill(filler), 'old </body>', `</${el}>`];
+    const r = insertHtmlFooter(part({ contentType: 'text/html', encoding: 'quoted-printable' }), Buffer.from(lines.join('\r\n')), '<div>F</div>', '\r\n', []);
+    assert.ok(r.ok);
+    assert.ok(decodeQP(r.body).toString('latin1').startsWith('<html><body><p>hi</p><div>F</div></body>'), el);
+  }
+  // noscript is markup in a reader that runs no scripts: a </body> there is real
+  const ns = '<html><body>x<noscript>y</body></noscript></html>';
+  assert.equal(body(insertHtmlFooter(part({ contentType: 'text/html', encoding: '8bit' }), Buffer.from(ns), '<div>F</div>', '\r\n', [])), '<html><body>x<noscript>y<div>F</div></body></noscript></html>');
+});
+
+test('html: the abrupt empty comments <!--> and <!---> are closed, the </body> after them is real', () => {
+  const p = part({ contentType: 'text/html', encoding: '8bit' });
+  for (const c of ['<!-->', '<!--->']) {
+    assert.equal(body(insertHtmlFooter(p, Buffer.from(`<html><body>x${c}</body></html>`), '<div>F</div>', '\r\n', [])), `<html><body>x${c}<div>F</div></body></html>`, c);
   }
 });
 
