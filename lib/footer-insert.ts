@@ -105,7 +105,11 @@ async function wrapRoot(src: SpoolReader, root: MimePart, footer: Footer, lb: Li
   const moved = fields.filter((f) => BODY_FIELDS.has(f.name));
   const kept: Buffer[] = [];
   let placed = false;
-  const top = Buffer.from(`Content-Type: multipart/mixed; boundary="${boundary}"${lb}`, 'latin1');
+  // a multipart is labelled with the widest encoding inside it (RFC 2045 6.4): an 8bit or binary body
+  // moved below a root that says nothing (7bit) would let a downgrading MTA skip converting it
+  const cte = moved.find((f) => f.name === 'content-transfer-encoding')?.raw.toString('latin1').replace(/^[^:]*:/, '').replace(/\([^()]*\)/g, '').trim().toLowerCase();
+  const wide = cte === '8bit' || cte === 'binary' ? `Content-Transfer-Encoding: ${cte}${lb}` : '';
+  const top = Buffer.from(`Content-Type: multipart/mixed; boundary="${boundary}"${lb}${wide}`, 'latin1');
   const mimeVersion = fields.some((f) => f.name === 'mime-version') ? [] : [Buffer.from(`MIME-Version: 1.0${lb}`)];
   for (const f of fields) {
     if (!BODY_FIELDS.has(f.name)) kept.push(withLb(f.raw, lb));

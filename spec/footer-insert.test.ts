@@ -490,3 +490,22 @@ test('a file-backed spool gives the same bytes as the golden file', async () => 
     }
   }
 });
+
+test('a lone 8bit or binary body wrapped in multipart/mixed: the new root says 8bit/binary too (RFC 2045 6.4)', async () => {
+  for (const cte of ['8bit', 'binary', '7bit']) {
+    const raw = Buffer.from(
+      'From: a@example.org\r\nTo: b@example.org\r\nSubject: Besprechung\r\nMIME-Version: 1.0\r\n' +
+        `Content-Type: text/calendar; charset=utf-8; method=REQUEST\r\nContent-Transfer-Encoding: ${cte}\r\n\r\n` +
+        'BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u1\r\nSUMMARY:Grüße\r\nDTSTART:20261201T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
+    );
+    const r = await processMessage(raw);
+    assert.equal(r.targets?.wrap, true, `${cte}: wrapped`);
+    const out = r.out.toString('utf8');
+    const root = out.slice(0, out.indexOf('\r\n\r\n'));
+    const calendarHead = out.slice(out.lastIndexOf(`--${TEST_BOUNDARY}\r\n`));
+    assert.match(calendarHead, new RegExp(`Content-Transfer-Encoding: ${cte}\\r\\n`), `${cte}: the calendar part keeps its own encoding`);
+    if (cte === '7bit') assert.doesNotMatch(root, /Content-Transfer-Encoding/i, '7bit: the root needs none');
+    else assert.match(root, new RegExp(`^Content-Transfer-Encoding: ${cte}$`, 'm'), `${cte}: the multipart root is labelled as its content`);
+    await checkProperties(`lone ${cte}`, raw, r.out, r.structure);
+  }
+});
