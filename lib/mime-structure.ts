@@ -233,7 +233,10 @@ class StructureBuilder {
           x.part.bodyEnd = end;
           if (x.boundary && !x.closed) this.hurt(`${x.part.contentType} (part ${x.part.index}) never closed`);
         } else if (x.part.bodyEnd !== end) {
-          this.hurt(`part ${x.part.index} body does not end at its delimiter`);
+          // mailsplit hands an empty body's one line as body, though that line break is the
+          // delimiter's own (RFC 2046 5.1.1): the body is empty, not damaged
+          if (x.part.bodyStart === end && x.part.bodyEnd - end === lb) x.part.bodyEnd = end;
+          else this.hurt(`part ${x.part.index} body does not end at its delimiter`);
         }
       }
       this.stack.length = k + 1;

@@ -509,3 +509,17 @@ test('a lone 8bit or binary body wrapped in multipart/mixed: the new root says 8
     await checkProperties(`lone ${cte}`, raw, r.out, r.structure);
   }
 });
+
+test('an empty text/plain alternative next to the calendar gets the footer as its whole text', async () => {
+  for (const lb of ['\r\n', '\n']) {
+    const raw = Buffer.from(['From: a@example.org', 'To: b@example.org', 'Subject: x', 'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary="b1"', '', '--b1',
+      'Content-Type: text/plain; charset=utf-8', '', '', '--b1', 'Content-Type: text/calendar; charset=utf-8; method=REQUEST', '',
+      'BEGIN:VCALENDAR', 'METHOD:REQUEST', 'BEGIN:VEVENT', 'UID:u1', 'END:VEVENT', 'END:VCALENDAR', '', '--b1--', ''].join(lb));
+    const r = await processMessage(raw);
+    assert.equal(r.changed, true, `${JSON.stringify(lb)}: ${r.decision}`);
+    assert.equal(r.targets?.plain, 1);
+    await checkProperties(`empty text ${JSON.stringify(lb)}`, raw, r.out, r.structure);
+    const parsed = await simpleParser(r.out);
+    assert.ok(parsed.text?.includes(URL) || parsed.text?.includes('cal.example.org'), 'the footer is the text');
+  }
+});

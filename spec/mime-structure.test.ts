@@ -186,3 +186,20 @@ test('an outer multipart left open at the very end is tolerated when the inner o
   assert.equal(structure.damaged, false);
   assert.equal(offsetProblems(raw, structure), null);
 });
+
+test('an empty body followed by the delimiter line break is an empty body, not damage (CRLF and LF, any chunking)', async () => {
+  for (const lb of ['\r\n', '\n']) {
+    const raw = Buffer.from(['From: a@example.org', 'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary="b1"', '', '--b1',
+      'Content-Type: text/plain; charset=utf-8', '', '', '--b1', 'Content-Type: text/calendar; method=REQUEST', '',
+      'BEGIN:VCALENDAR', 'METHOD:REQUEST', 'END:VCALENDAR', '', '--b1--', ''].join(lb));
+    for (const chunk of [1, 7, 64, raw.length]) {
+      const { structure } = await analyzeMessage(chunkedReader(raw, chunk));
+      assert.equal(structure.damaged, false, `${JSON.stringify(lb)} chunk ${chunk}: not damaged`);
+      assert.equal(offsetProblems(raw, structure), null);
+      const text = structure.parts[1]!;
+      assert.equal(text.contentType, 'text/plain');
+      assert.equal(text.bodyEnd - text.bodyStart, 0, 'the text body is empty');
+      assert.equal(raw.subarray(text.bodyEnd, text.bodyEnd + lb.length + 4).toString(), `${lb}--b1`, 'the delimiter keeps its line break');
+    }
+  }
+});
