@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import type { LinksInput } from './hooks.js';
 import type { LogFn } from './log.js';
 import type { LinkResolution, MessageStructure } from './types.js';
-import { readEvent, sameAddress, stripForStorage, type EventDetails } from './calendar-event.js';
+import { readEvent, sameAddress, sortMs, stripForStorage, type EventDetails } from './calendar-event.js';
 import { decodeEncodedWords } from './mime-params.js';
 import { eventKey, mintViewToken, newSnapshotId, recipientTag, sealAddress } from './snapshot-token.js';
 import { openSnapshotStore, type SnapshotStore } from './snapshot-store.js';
@@ -19,6 +19,9 @@ import type { WebSettings } from './snapshot-config.js';
 /** Calendar parts larger than this keep the facts only ("too large to show"). */
 export const MAX_STORED_CALENDAR = 256 * 1024;
 const DAY_S = 86_400;
+/** Longest UID or Message-ID copied into a snapshot (one header line); longer ones are left out ('' = unknown). */
+const MAX_STORED_ID = 998;
+const storedId = (v: string): string => (v.length <= MAX_STORED_ID ? v : '');
 
 export interface MessageFacts {
   kind: string;
@@ -80,6 +83,17 @@ export function expiry(lastEndMs: number | null, receivedMs: number, graceDays: 
   return { expireAt: Math.min(Math.max(last, received) + graceDays * DAY_S, cap), lastEnd: last };
 }
 
+/**
+ * End of the last occurrence as the store uses it (TTL, agenda, "over"): a DTEND (or DURATION) before
+ * DTSTART would otherwise end every occurrence before it starts — years before, when it is badly wrong —
+ * and expire a future meeting's link (and call it over) before it takes place. Unknown → null (the cap).
+ */
+export function lastEndOf(ev: EventDetails | null): number | null {
+  if (!ev || ev.lastEnd === null || !Number.isFinite(ev.lastEnd)) return null;
+  const back = ev.start && ev.end ? sortMs(ev.start) - sortMs(ev.end) : 0;
+  return Number.isFinite(back) && back > 0 ? ev.lastEnd + back : ev.lastEnd;
+}
+
 /** The organizer as the store compares it: the address without mailto:, lower case ('' when none). */
 function organizerKey(address: string | undefined): string {
   return (address ?? '').trim().replace(/^mailto:/i, '').toLowerCase();
@@ -104,7 +118,10 @@ export class WebViewLinks {
       return decisions;
     }
     const ev = facts.event;
-    const { expireAt, lastEnd } = expiry(ev?.lastEnd ?? null, now, this.s.graceDays, this.s.capDays);
+    const last = lastEndOf(ev);
+    const { expireAt, lastEnd } = expiry(last, now, this.s.graceDays, this.s.capDays);
+    // The same for every recipient: compressed once, before the budget (up to ~10 ms for MAX_STORED_CALENDAR).
+    const ical = facts.ical ? gzipSync(facts.ical).toString('base64') : null;
     // The budget covers storing (Redis round trips), not parsing: that is CPU bounded by MAX_STORED_CALENDAR.
     const deadline = Date.now() + this.s.storeTimeoutMs;
     const out = decisions.slice();
@@ -120,12 +137,12 @@ export class WebViewLinks {
         const evkey = eventKey(uid ?? `msg:${facts.messageId || rid}`);
         const att = ev?.attendees.find((a) => sameAddress(a.value, rcpt))?.value ?? '';
         const fields: Record<string, string> = {
-          v: '1', kind: facts.kind, meth: facts.method, uid: uid ?? '', recur: ev?.recurrenceId ?? '',
+          v: '1', kind: facts.kind, meth: facts.method, uid: storedId(uid ?? ''), recur: ev?.recurrenceId ?? '',
           seq: String(ev?.sequence ?? 0), stamp: ev?.stamp ?? '', subj: facts.subject, fromName: facts.fromName,
-          date: facts.date, msgid: facts.messageId, att, rcpt: sealAddress(this.s.rcptKey, rcpt), tnef: facts.tnef,
-          first: String(ev?.firstStart ?? ''), last: String(ev?.lastEnd ?? ''), evkey, at: String(now), exp: String(expireAt),
+          date: facts.date, msgid: storedId(facts.messageId), att, rcpt: sealAddress(this.s.rcptKey, rcpt), tnef: facts.tnef,
+          first: String(ev?.firstStart ?? ''), last: String(last ?? ''), evkey, at: String(now), exp: String(expireAt),
         };
-        if (facts.ical) fields.ical = gzipSync(facts.ical).toString('base64');
+        if (ical !== null) fields.ical = ical;
         const left = deadline - Date.now();
         if (left <= 0) throw new Error(`no time left within ${this.s.storeTimeoutMs} ms`);
         await this.store.ingest({

@@ -8,7 +8,8 @@
 //
 // Keys (P = <redis_prefix>web:):  P{R}:s:<rid> HASH snapshot · P{R}:e:<evkey> HASH event state ·
 // P{R}:a ZSET agenda (evkey → last end, s) · P{R}:lock:<evkey> RSVP lock · Potp:<hash> · Psess:<hash>.
-// Every key has a TTL; an ingest only ever extends TTLs (EXPIREAT … GT, Redis ≥ 7.0).
+// Every key has a TTL; an ingest only ever extends TTLs (EXPIREAT … GT, Redis ≥ 7.0), except the new snapshot's
+// own, which lives no longer than the current one of its slot when it does not become current.
 
 import { openRedisHandle, StoreUnavailableError, type RedisHandle } from './override-store.js';
 
@@ -70,20 +71,36 @@ export interface SnapshotStore {
   close(): Promise<void>;
 }
 
+// REPLY, COUNTER, REFRESH and DECLINECOUNTER carry the UID and (copied) ORGANIZER but are no version of
+// the event (RFC 5546 §1.4: only PUBLISH/REQUEST/ADD/CANCEL change it): they become current only where
+// nothing else is, never supersede the organizer's version, never bind the organizer, never lift a CANCEL.
+// TTLs: the current snapshot of a slot outlives every other snapshot of that slot (a newer version lives
+// at least as long as the one it replaces; an older or foreign one arriving late lives no longer than the
+// current), else an old link would read as current again once the newer snapshot expired.
 const INGEST_LUA = `
 local n = #ARGV
 redis.call('HSET', KEYS[1], unpack(ARGV, 13, n))
 redis.call('EXPIREAT', KEYS[1], ARGV[2])
 local p = 'cur'
 if ARGV[5] ~= '' then p = 'x:' .. ARGV[5] end
-local cur = redis.call('HMGET', KEYS[2], p .. ':seq', p .. ':stamp', 'org')
+local cur = redis.call('HMGET', KEYS[2], p .. ':seq', p .. ':stamp', 'org', p .. ':method', p)
 local seq = tonumber(ARGV[3])
 local org = ARGV[12]
 local bound = cur[3] and cur[3] ~= ''
-local newer = ((not bound) or cur[3] == org) and ((not cur[1]) or seq > tonumber(cur[1]) or (seq == tonumber(cur[1]) and ARGV[4] >= (cur[2] or '')))
+local NOVERSION = { REPLY = true, COUNTER = true, REFRESH = true, DECLINECOUNTER = true }
+local mine = NOVERSION[ARGV[6]] == true
+local theirs = cur[1] and NOVERSION[cur[4] or ''] == true
+local newer = ((not bound) or cur[3] == org) and ((not cur[1]) or (theirs and not mine) or ((theirs or not mine) and (seq > tonumber(cur[1]) or (seq == tonumber(cur[1]) and ARGV[4] >= (cur[2] or '')))))
+local pre = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])
+if cur[5] and cur[5] ~= ARGV[1] then
+  local t = redis.call('EXPIRETIME', pre .. cur[5])
+  if t > 0 then
+    if newer then redis.call('EXPIREAT', KEYS[1], t, 'GT') else redis.call('EXPIREAT', KEYS[1], t, 'LT') end
+  end
+end
 if newer then
   redis.call('HSET', KEYS[2], p, ARGV[1], p .. ':seq', ARGV[3], p .. ':stamp', ARGV[4], p .. ':method', ARGV[6])
-  if (not bound) and org ~= '' then redis.call('HSET', KEYS[2], 'org', org) end
+  if (not bound) and org ~= '' and not mine then redis.call('HSET', KEYS[2], 'org', org) end
   if ARGV[6] == 'CANCEL' then
     local how = '1'
     if ARGV[11] ~= '' then how = ARGV[11] end
@@ -104,6 +121,14 @@ if over > 0 then redis.call('ZPOPMIN', KEYS[3], over) end
 extend(KEYS[3])
 if newer then return 1 else return 0 end
 `;
+
+/** Only ever adds to an event state that still exists: a state that expired or was evicted is not re-created without a TTL. */
+const SET_EVENT_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+`;
+
+const NOT_A_VERSION: ReadonlySet<string> = new Set(['REPLY', 'COUNTER', 'REFRESH', 'DECLINECOUNTER']);
 
 const keys = (prefix: string) => ({
   snap: (r: string, rid: string) => `${prefix}{${r}}:s:${rid}`,
@@ -137,7 +162,8 @@ export class RedisSnapshotStore implements SnapshotStore {
   async snapshot(r: string, rid: string) { return toFields(await this.h.call(this.readMs, 'HGETALL', this.k.snap(r, rid))); }
   async event(r: string, evkey: string) { return toFields(await this.h.call(this.readMs, 'HGETALL', this.k.ev(r, evkey))); }
   async setEventFields(r: string, evkey: string, f: Fields) {
-    await this.h.call(this.readMs, 'HSET', this.k.ev(r, evkey), ...Object.entries(f).flat());
+    const pairs = Object.entries(f).flat();
+    if (pairs.length) await this.h.script(this.readMs, SET_EVENT_LUA, [this.k.ev(r, evkey)], pairs);
   }
   async lock(r: string, evkey: string, seconds: number) {
     return (await this.h.call(this.readMs, 'SET', this.k.lock(r, evkey), '1', 'NX', 'EX', seconds)) === 'OK';
@@ -185,18 +211,23 @@ export class MemorySnapshotStore implements SnapshotStore {
   async ingest(a: IngestArgs): Promise<boolean> {
     const sk = this.k.snap(a.r, a.rid);
     this.live(sk);
-    this.map.set(sk, { fields: { ...a.fields }, exp: a.expireAt });
+    const snap: Entry = { fields: { ...a.fields }, exp: a.expireAt };
+    this.map.set(sk, snap);
     const ek = this.k.ev(a.r, a.evkey);
     const ev = this.live(ek) ?? { fields: {}, exp: 0 };
     const f = ev.fields!;
     const p = a.recur === '' ? 'cur' : `x:${a.recur}`;
     const curSeq = f[`${p}:seq`];
     const bound = (f.org ?? '') !== '';
-    const newer = (!bound || f.org === a.org) &&
-      (curSeq === undefined || a.seq > Number(curSeq) || (a.seq === Number(curSeq) && a.stamp >= (f[`${p}:stamp`] ?? '')));
+    const mine = NOT_A_VERSION.has(a.method);
+    const theirs = curSeq !== undefined && NOT_A_VERSION.has(f[`${p}:method`] ?? '');
+    const newer = (!bound || f.org === a.org) && (curSeq === undefined || (theirs && !mine) ||
+      ((theirs || !mine) && (a.seq > Number(curSeq) || (a.seq === Number(curSeq) && a.stamp >= (f[`${p}:stamp`] ?? '')))));
+    const held = f[p] !== undefined && f[p] !== a.rid ? this.live(this.k.snap(a.r, f[p]!)) : undefined;
+    if (held) snap.exp = newer ? Math.max(snap.exp, held.exp) : Math.min(snap.exp, held.exp);
     if (newer) {
       Object.assign(f, { [p]: a.rid, [`${p}:seq`]: String(a.seq), [`${p}:stamp`]: a.stamp, [`${p}:method`]: a.method });
-      if (!bound && a.org !== '') f.org = a.org;
+      if (!bound && a.org !== '' && !mine) f.org = a.org;
       if (a.method === 'CANCEL') f[`${p}:cancelled`] = a.range || '1';
       else delete f[`${p}:cancelled`];
     }
@@ -214,10 +245,8 @@ export class MemorySnapshotStore implements SnapshotStore {
   async snapshot(r: string, rid: string) { const e = this.live(this.k.snap(r, rid)); return e?.fields ? { ...e.fields } : null; }
   async event(r: string, evkey: string) { const e = this.live(this.k.ev(r, evkey)); return e?.fields ? { ...e.fields } : null; }
   async setEventFields(r: string, evkey: string, f: Fields) {
-    const key = this.k.ev(r, evkey);
-    const e = this.live(key) ?? { fields: {}, exp: Infinity };
-    Object.assign(e.fields!, f);
-    this.map.set(key, e);
+    const e = this.live(this.k.ev(r, evkey));
+    if (e) Object.assign(e.fields!, f);
   }
   async lock(r: string, evkey: string, seconds: number) {
     const key = this.k.lock(r, evkey);

@@ -197,6 +197,131 @@ test('supersede rules: the Lua script on a real redis-server, every key in one s
   }
 });
 
+/** A store's ingest of one version of event 'ev1' for `who`, expiring `ttl` seconds from `nowS`. */
+function version(r: string, rid: string, seq: number, stamp: string, method: string, nowS: number, ttl: number, org = 'olga@example.org'): IngestArgs {
+  return {
+    r, rid, evkey: 'ev1', recur: '', seq, stamp, method, range: '', org, expireAt: nowS + ttl, lastEnd: nowS + ttl - 60,
+    maxEvents: 10, pruneBefore: 0, fields: { kind: method.toLowerCase(), meth: method, evkey: 'ev1', recur: '' },
+  };
+}
+
+async function attendeeMessages(store: SnapshotStore, name: string): Promise<void> {
+  const r = recipientTag(S.rcptKey, `${name}@example.net`);
+  const now = Math.floor(Date.now() / 1000);
+  assert.equal(await store.ingest(version(r, 'req', 1, '20261101T000000Z', 'REQUEST', now, 3600), 1000), true);
+  // Anyone who knows the UID can write the organizer's address into a REPLY, COUNTER or REFRESH: none of
+  // them is a version of the event (RFC 5546 §1.4: only the organizer's methods change it).
+  for (const [rid, method] of [['rep', 'REPLY'], ['cou', 'COUNTER'], ['ref', 'REFRESH'], ['dec', 'DECLINECOUNTER']] as const) {
+    assert.equal(await store.ingest(version(r, rid, 1, '20261109T000000Z', method, now, 3600), 1000), false, `${method} does not supersede the REQUEST`);
+  }
+  assert.equal((await store.event(r, 'ev1'))?.cur, 'req');
+  assert.equal(await store.ingest(version(r, 'can', 1, '20261102T000000Z', 'CANCEL', now, 3600), 1000), true, 'the organizer cancels');
+  assert.equal(await store.ingest(version(r, 'rep2', 1, '20261110T000000Z', 'REPLY', now, 3600), 1000), false, 'a later REPLY');
+  const ev = (await store.event(r, 'ev1'))!;
+  assert.equal(ev.cur, 'can');
+  assert.equal(ev['cur:cancelled'], '1', 'a REPLY does not lift the cancellation');
+  // Alone (the organizer's own copy gets only replies) a REPLY is shown, and a REQUEST arriving later still wins.
+  const r2 = recipientTag(S.rcptKey, `${name}-org@example.net`);
+  assert.equal(await store.ingest(version(r2, 'rep3', 1, '20261109T000000Z', 'REPLY', now, 3600), 1000), true, 'nothing to supersede');
+  assert.equal(await store.ingest(version(r2, 'req3', 1, '20261101T000000Z', 'REQUEST', now, 3600), 1000), true, 'the REQUEST supersedes a reply');
+  assert.equal((await store.event(r2, 'ev1'))?.cur, 'req3');
+}
+
+test('REPLY, COUNTER, REFRESH, DECLINECOUNTER never supersede the organizer\'s version nor lift a cancellation: memory store', async () => {
+  await attendeeMessages(new MemorySnapshotStore(), 'mem-att');
+});
+
+test('REPLY, COUNTER, REFRESH, DECLINECOUNTER never supersede the organizer\'s version nor lift a cancellation: Lua on redis-server', async () => {
+  const redis = await startRedis();
+  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
+  try {
+    assert.ok(await store.ready(2000));
+    await attendeeMessages(store, 'lua-att');
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+});
+
+test('the current version outlives every older snapshot of its slot (else an old link reads as current again)', async () => {
+  // memory store, with a clock
+  let nowMs = Date.UTC(2026, 10, 1);
+  const mem = new MemorySnapshotStore(() => nowMs);
+  const now = nowMs / 1000;
+  const r = recipientTag(S.rcptKey, 'ttl@example.net');
+  await mem.ingest(version(r, 'v1', 0, '20261101T000000Z', 'REQUEST', now, 300 * 86_400));
+  assert.equal(await mem.ingest(version(r, 'v2', 1, '20261102T000000Z', 'REQUEST', now, 3 * 86_400)), true, 'moved to the day after tomorrow');
+  assert.equal(await mem.ingest(version(r, 'v0', 0, '20261031T000000Z', 'REQUEST', now, 330 * 86_400)), false, 'a late older copy');
+  nowMs += 10 * 86_400_000;
+  assert.ok(await mem.snapshot(r, 'v1'), 'the old version is still there');
+  assert.ok(await mem.snapshot(r, 'v2'), 'and so is the current one it points to');
+  assert.equal((await mem.event(r, 'ev1'))?.cur, 'v2');
+  nowMs += 320 * 86_400_000;
+  assert.equal(await mem.snapshot(r, 'v2'), null, 'nothing lives past the longest of them');
+
+  const redis = await startRedis();
+  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
+  try {
+    assert.ok(await store.ready(2000));
+    const t = Math.floor(Date.now() / 1000);
+    await store.ingest(version(r, 'v1', 0, '20261101T000000Z', 'REQUEST', t, 300 * 86_400), 1000);
+    await store.ingest(version(r, 'v2', 1, '20261102T000000Z', 'REQUEST', t, 3 * 86_400), 1000);
+    await store.ingest(version(r, 'v0', 0, '20261031T000000Z', 'REQUEST', t, 330 * 86_400), 1000);
+    const ttl = async (rid: string) => Number(await redis.cli('TTL', `calfilter:web:{${r}}:s:${rid}`));
+    const [t0, t1, t2] = [await ttl('v0'), await ttl('v1'), await ttl('v2')];
+    assert.ok(t2 >= t1 && t2 >= t0, `current v2 TTL ${t2} ≥ v1 ${t1}, v0 ${t0}`);
+    assert.ok(t2 <= 330 * 86_400, 'but no longer than the longest');
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+});
+
+test('setEventFields on an event state that is gone creates no key without a TTL', async () => {
+  const mem = new MemorySnapshotStore();
+  await mem.setEventFields('AAAAAAAAAAAAAAAA', 'gone', { ps: 'ACCEPTED' });
+  assert.deepEqual(mem.keys(), []);
+  const redis = await startRedis();
+  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
+  try {
+    assert.ok(await store.ready(2000));
+    const r = recipientTag(S.rcptKey, 'gone@example.net');
+    await store.setEventFields(r, 'gone', { ps: 'ACCEPTED', 'sent:0:ACCEPTED': '1' });
+    assert.equal(await redis.cli('EXISTS', `calfilter:web:{${r}}:e:gone`), '0', 'no immortal key (the state had expired or was evicted)');
+    const now = Math.floor(Date.now() / 1000);
+    await store.ingest(version(r, 'v1', 0, '20261101T000000Z', 'REQUEST', now, 3600), 1000);
+    await store.setEventFields(r, 'ev1', { ps: 'ACCEPTED' });
+    assert.equal((await store.event(r, 'ev1'))?.ps, 'ACCEPTED', 'a live state is updated');
+    assert.ok(Number(await redis.cli('TTL', `calfilter:web:{${r}}:e:ev1`)) > 0);
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+});
+
+test('DTEND before DTSTART: a future meeting neither expires before it starts nor reads as over', async () => {
+  const store = new MemorySnapshotStore(() => Date.UTC(2026, 10, 1));
+  const now = Date.UTC(2026, 10, 1);
+  const [d] = await ingestMail(inviteMail(ics({ start: '20270603T090000', end: '20200101T000000' })), ['ann@example.net'], store, S, now);
+  const c = verifyViewToken(viewPath(d).slice(3), S.tokenKeys)!;
+  const snap = (await store.snapshot(c.r, c.rid))!;
+  const start = Date.UTC(2027, 5, 3, 13) / 1000;
+  assert.ok(Number(snap.exp) >= Math.min(start + 30 * 86_400, now / 1000 + 400 * 86_400), `expires ${new Date(Number(snap.exp) * 1000).toISOString()}, after the meeting`);
+  assert.ok(Number(snap.last) >= start * 1000, 'not "over" before it starts');
+  assert.deepEqual(await store.agenda(c.r, now / 1000), [snap.evkey], 'on the agenda');
+});
+
+test('a large invitation to many recipients: the budget is not spent compressing the same calendar again per recipient', async () => {
+  const { settings } = testSettings({ web_store_timeout_ms: 150 });
+  const store = new MemorySnapshotStore();
+  // ~240 KB of text that compresses poorly (a long pasted DESCRIPTION), just under the storage cap.
+  const description = (await import('node:crypto')).randomBytes(175_000).toString('base64');
+  const rcpts = Array.from({ length: 60 }, (_, i) => `user${i}@example.net`);
+  const out = await ingestMail(inviteMail(ics({ description })), rcpts, store, settings);
+  const missed = out.filter((d) => d.source !== 'web-view').length;
+  assert.equal(missed, 0, `${missed} of ${rcpts.length} recipients got no view link`);
+});
+
 test('time formatting: DST edges, all-day, floating, Windows zone without VTIMEZONE', () => {
   const before = readEvent(ics({ start: '20261031T090000', end: '20261031T100000' }))!;
   const after = readEvent(ics({ start: '20261102T090000', end: '20261102T100000' }))!;
@@ -373,4 +498,24 @@ test('X-Forwarded-For: believed from web_trusted_proxies only, read from the rig
   // An untrusted peer's header is ignored: its own address counts.
   for (let i = 0; i < 20; i++) await from('192.0.2.1', `203.0.113.${i}`);
   assert.equal((await from('192.0.2.1', '203.0.113.99')).status, 429);
+});
+
+test('a calendar over the storage cap keeps the facts only: no huge UID or Message-ID copied into every snapshot', async () => {
+  const store = new MemorySnapshotStore();
+  const uid = `${'u'.repeat(400_000)}@example.org`;
+  const cal = ics({ uid, description: 'x'.repeat(100_000) });
+  const rcpts = ['ann@example.net', 'bob@example.net'];
+  const out = await ingestMail(inviteMail(cal, { messageId: `${'m'.repeat(5000)}@example.org` }), rcpts, store, S);
+  for (const d of out) {
+    const c = verifyViewToken(viewPath(d).slice(3), S.tokenKeys)!;
+    const snap = (await store.snapshot(c.r, c.rid))!;
+    assert.equal(snap.ical, undefined, 'over the cap: no calendar stored');
+    const bytes = Object.entries(snap).reduce((n, [k, v]) => n + k.length + v.length, 0);
+    assert.ok(bytes < 8 * 1024, `snapshot of the facts is ${bytes} bytes`);
+  }
+  // the event key still comes from the whole UID
+  const again = await ingestMail(inviteMail(cal.replace('SEQUENCE:0', 'SEQUENCE:1')), ['ann@example.net'], store, S);
+  const c = verifyViewToken(viewPath(again[0]).slice(3), S.tokenKeys)!;
+  const first = verifyViewToken(viewPath(out[0]).slice(3), S.tokenKeys)!;
+  assert.equal((await store.snapshot(c.r, c.rid))!.evkey, (await store.snapshot(first.r, first.rid))!.evkey);
 });
