@@ -9,7 +9,7 @@ import type { App, HookModule, LinksInput } from '../lib/hooks.js';
 import type { Config } from '../lib/config.js';
 import type { LinkResolution } from '../lib/types.js';
 import { overrideSettings, type RedisFallback } from '../lib/override-config.js';
-import { normaliseDomain, recipientKeys, type KeyKind, type KeyOptions, type Override } from '../lib/override-model.js';
+import { normaliseDomain, recipientKeys, type KeyKind, type KeyOptions, type Override, type RecipientKeys } from '../lib/override-model.js';
 import { openOverrideStore, type OverrideStore } from '../lib/override-store.js';
 import { OverrideCache, type CacheLookup } from '../lib/override-cache.js';
 import { buildLink, checkServer, checkTemplate } from '../lib/url-template.js';
@@ -146,7 +146,15 @@ export type Lookup = (key: string) => Promise<CacheLookup>;
 /** A lookup that may answer at once (OverrideCache.answer): a cached key needs no turn of the event loop. */
 export type QuickLookup = (key: string) => CacheLookup | Promise<CacheLookup>;
 
-/** Every recipient of a message, in envelope order; each distinct key is looked up once, all at once. */
+/**
+ * Lookups of one message that may wait for the store at the same time. Each is bounded by
+ * redis_timeout_ms from the moment it is asked: thousands asked at once (1000 recipients, their
+ * delimiter and domain keys) would all outlast it before the first answer was read, and a healthy
+ * Redis would pass for a dead one (every recipient on the fallback, or 451 with tempfail).
+ */
+export const MAX_LOOKUPS_IN_FLIGHT = 64;
+
+/** Every recipient of a message, in envelope order; each distinct key is looked up once, at most MAX_LOOKUPS_IN_FLIGHT at a time. */
 export async function resolveLinks(input: LinksInput, lookup: Lookup, s: ResolveSettings): Promise<LinkDecision[]> {
   return resolveLinksNow(input, lookup, s);
 }
@@ -154,28 +162,52 @@ export async function resolveLinks(input: LinksInput, lookup: Lookup, s: Resolve
 /**
  * resolveLinks, answering at once (not in a promise) when every lookup did: the hook then returns
  * synchronously, and the registry needs no timer for it. The same lookups in the same order.
+ * A recipient listed more than once is decided once: every copy of it gets the same decision.
  */
 export function resolveLinksNow(input: LinksInput, lookup: QuickLookup, s: ResolveSettings): LinkDecision[] | Promise<LinkDecision[]> {
-  const plans = input.envelope.to.map((r) => {
+  const plans = new Map<string, { address: string; domain: string | null; asks: RecipientKeys['keys'] }>();
+  for (const r of input.envelope.to) {
+    if (plans.has(r.address)) continue;
     const rk = recipientKeys(r.address, s.keys);
     const asks = !s.externalRecipients && !isLocal(rk.domain, s) ? [] : rk.keys;
-    return { address: r.address, domain: rk.domain, asks };
-  });
+    plans.set(r.address, { address: r.address, domain: rk.domain, asks });
+  }
   const answers = new Map<string, CacheLookup>();
-  const waits: Array<PromiseLike<void>> = [];
+  const keys: string[] = [];
   const asked = new Set<string>();
-  for (const p of plans) {
+  for (const p of plans.values()) {
     for (const { key } of p.asks) {
       if (asked.has(key)) continue;
       asked.add(key);
-      const a = lookup(key);
-      if (isPending(a)) waits.push(a.then((r) => void answers.set(key, r)));
-      else answers.set(key, a);
+      keys.push(key);
     }
   }
   // fields by name, not `{ ...k, result }`: that spread cost as much as the rest of a cached resolution
-  const decideAll = () => plans.map((p) => decide(p.address, p.domain, p.asks.map(({ key, kind }) => ({ key, kind, result: answers.get(key) as CacheLookup })), input, s));
-  return waits.length ? Promise.all(waits).then(decideAll) : decideAll();
+  const decideAll = () => {
+    const decided = new Map<string, LinkDecision>();
+    for (const p of plans.values()) {
+      decided.set(p.address, decide(p.address, p.domain, p.asks.map(({ key, kind }) => ({ key, kind, result: answers.get(key) as CacheLookup })), input, s));
+    }
+    return input.envelope.to.map((r) => decided.get(r.address) as LinkDecision);
+  };
+  // Cached answers come at once and take no slot; at most MAX_LOOKUPS_IN_FLIGHT wait at a time, each
+  // one that comes back asks the next key.
+  const waits: Array<PromiseLike<void>> = [];
+  let next = 0;
+  while (next < keys.length && waits.length < MAX_LOOKUPS_IN_FLIGHT) {
+    const key = keys[next++] as string;
+    const a = lookup(key);
+    if (isPending(a)) waits.push(a.then((r) => void answers.set(key, r)));
+    else answers.set(key, a);
+  }
+  if (waits.length === 0) return decideAll();
+  const more = async (): Promise<void> => {
+    while (next < keys.length) {
+      const key = keys[next++] as string;
+      answers.set(key, await lookup(key));
+    }
+  };
+  return Promise.all(waits.map((w) => w.then(more))).then(decideAll);
 }
 
 function isPending<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
@@ -207,6 +239,20 @@ export async function closeLinkResolve(app: App): Promise<void> {
   await st.webView?.close();
 }
 
+/** The web view's links: one snapshot per distinct recipient, shared by every copy of it in the envelope. */
+async function viewLinks(webView: WebViewLinks, input: LinksInput, links: LinkDecision[]): Promise<LinkResolution[]> {
+  const first = new Map<string, number>();
+  const unique: LinkDecision[] = [];
+  for (const d of links) {
+    if (first.has(d.recipient)) continue;
+    first.set(d.recipient, unique.length);
+    unique.push(d);
+  }
+  if (unique.length === links.length) return webView.apply(input, links);
+  const applied = await webView.apply(input, unique);
+  return links.map((d) => applied[first.get(d.recipient) as number] as LinkResolution);
+}
+
 const linkResolve: HookModule = {
   name: 'link-resolve',
   async init(app: App): Promise<void> {
@@ -229,7 +275,7 @@ const linkResolve: HookModule = {
     app.hooks.on('message:links', 'link-resolve', (input) => {
       const links = resolveLinksNow(input, answer, settings);
       if (!webView) return links;
-      return isPending(links) ? links.then((l) => webView.apply(input, l)) : webView.apply(input, links);
+      return isPending(links) ? links.then((l) => viewLinks(webView, input, l)) : viewLinks(webView, input, links);
     });
   },
 };

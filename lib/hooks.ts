@@ -112,14 +112,19 @@ export class HookRegistry {
     return new Promise<T>((resolve, reject) => {
       queueMicrotask(() => {
         let answer: T | Promise<T>;
+        let pending: boolean;
         try {
           answer = run();
+          // inside the try: an answer whose `then` throws when read must reject, not crash the process
+          pending = isThenable(answer);
         } catch (e) {
           return reject(e);
         }
-        if (!isThenable(answer)) return resolve(answer);
+        if (!pending) return resolve(answer);
+        // Not unref'd: while a hook is pending this timer may be all that keeps the process alive (the
+        // `filter` command, one message per process); unref'd, node would exit with the message unwritten.
+        // It is cleared as soon as the hook answers.
         const timer = setTimeout(() => reject(new HookTimeoutError(name, this.timeoutMs)), Math.max(0, deadline - performance.now()));
-        timer.unref();
         Promise.resolve(answer).then(
           (v) => { clearTimeout(timer); resolve(v); },
           (e) => { clearTimeout(timer); reject(e); },

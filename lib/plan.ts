@@ -54,8 +54,10 @@ export async function planDelivery(deps: PlanDeps, envelope: Envelope, spool: Sp
     return await decide(deps, envelope, spool, made);
   } catch (err) {
     for (const s of made) await s.dispose().catch(() => undefined);
-    deps.log('message.passthrough', { id, reason: (err as Error).message });
-    return original(envelope, `unchanged after error: ${(err as Error).message}`);
+    // a hook may throw anything (null, a string): reading `.message` of it must not reject the plan
+    const why = err instanceof Error ? err.message : `a hook threw ${String(err)}`;
+    deps.log('message.passthrough', { id, reason: why });
+    return original(envelope, `unchanged after error: ${why}`);
   }
 }
 
@@ -74,7 +76,11 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
 
   const messageId = headerValue(headers, 'message-id')?.replace(/^\s*<|>\s*$/g, '') ?? null;
   const resolutions = await deps.hooks.first('message:links', { classification, envelope, messageId, structure, headers });
-  if (!resolutions || resolutions.length !== envelope.to.length) throw new Error('link hook gave no resolution per recipient');
+  if (!Array.isArray(resolutions) || resolutions.length !== envelope.to.length) throw new Error('link hook gave no resolution per recipient');
+  // Matched by position: one answered for another recipient (another order) would hand out that one's link.
+  envelope.to.forEach((r, i) => {
+    if (resolutions[i]?.recipient !== r.address) throw new Error(`link hook answered for another recipient at position ${i + 1}`);
+  });
 
   // One body per distinct link: no recipient ever receives another recipient's link.
   const byUrl = new Map<string | null, Recipient[]>();
@@ -88,6 +94,11 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
   });
 
   const groups: DeliveryGroup[] = [];
+  // The rewritten copies share one memory budget (spool_memory_limit), the rest spills to files: with
+  // {recipient} or {token} every recipient has a copy of their own, and 1000 copies of up to
+  // spool_memory_limit each would hold a thousand times what one connection may cost.
+  const copies = [...byUrl.keys()].filter((u) => u !== null).length;
+  const memoryLimit = Math.floor(deps.config.spool_memory_limit / Math.max(1, copies));
   if (deferred.length) groups.push({ recipients: deferred, body: null, url: null, defer: { ...REPLIES.storeDown } });
   for (const [url, recipients] of byUrl) {
     if (url === null) {
@@ -97,7 +108,7 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
     const link = resolutions[envelope.to.indexOf(recipients[0]!)]!;
     const footer = await deps.hooks.first('message:footer', { classification, calendar: classification.calendar, link: { ...link, url } });
     if (!footer) throw new Error('footer hook gave no footer');
-    const out = new Spool({ memoryLimit: deps.config.spool_memory_limit, dir: deps.config.spool_dir || undefined });
+    const out = new Spool({ memoryLimit, dir: deps.config.spool_dir || undefined });
     made.push(out);
     const bytes = await rewriteChunks(spool, structure, targets, footer, { markerHeader: `${MARKER_HEADER}: added` });
     // in memory: the Buffers at once (a spool keeps writes in order); else read and written chunk by chunk
@@ -107,10 +118,26 @@ async function decide(deps: PlanDeps, envelope: Envelope, spool: SpoolReader, ma
     groups.push({ recipients, body: out, url });
   }
   const footers = groups.filter((g) => g.url).length;
-  const decision = footers > 0 ? `footer added (${footers} link${footers === 1 ? '' : 's'})`
-    : deferred.length ? 'deferred: the override store did not answer'
-    : 'no footer: no web calendar server for any recipient';
+  const held = `${deferred.length} recipient${deferred.length === 1 ? '' : 's'}`;
+  const decision = footers > 0 ? `footer added (${footers} link${footers === 1 ? '' : 's'})${deferred.length ? `; ${held} deferred: the override store did not answer` : ''}`
+    : deferred.length ? `deferred: the override store did not answer (${held})`
+    : `no footer: ${whyNoLink(resolutions)}`;
   return { groups, decision, classification, resolutions, targets, structure };
+}
+
+const WHY_NO_LINK: Record<string, string> = {
+  site: 'no web calendar server',
+  external: 'not in local_domains',
+  off: 'turned off by an override',
+  fallback: 'override store unavailable (redis_fallback)',
+  error: 'the link could not be built',
+};
+
+/** Why no recipient got a link, from the sources of their resolutions (each reason once). */
+function whyNoLink(resolutions: LinkResolution[]): string {
+  const reasons = [...new Set(resolutions.map((r) => WHY_NO_LINK[r.source] ?? r.source))];
+  if (reasons.length === 1 && reasons[0] === WHY_NO_LINK.site) return 'no web calendar server for any recipient';
+  return reasons.join('; ');
 }
 
 /** Every classifier runs; the first that wants a footer wins, else the first that recognised something. */

@@ -260,3 +260,42 @@ test('judgeClass: built-in names match whole class segments, not any custom name
   ];
   for (const [cls, kind] of table) assert.equal(judgeClass(cls).kind, kind, cls);
 });
+
+/** Runs `body` (ESM, top-level await allowed) in a fresh node with only the registry loaded: nothing else keeps it alive. */
+async function inFreshProcess(body: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const code = `import { HookRegistry, HookTimeoutError } from './lib/hooks.js';\n${body}`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: fileURLToPath(new URL('../', import.meta.url)) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d; });
+    child.stderr.on('data', (d: Buffer) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 20 s: ${stdout} ${stderr}`)); }, 20_000);
+    child.on('exit', (c) => { clearTimeout(timer); resolve({ code: c, stdout, stderr }); });
+  });
+}
+
+test('registry: a hook that never answers is cut off at the timeout, also when nothing else keeps the process alive (the filter command)', async () => {
+  const r = await inFreshProcess(`
+    const hooks = new HookRegistry(100);
+    hooks.on('message:links', 'hangs', () => new Promise(() => {}));
+    const started = Date.now();
+    try { await hooks.first('message:links', {}); console.log('answered'); }
+    catch (e) { console.log(e instanceof HookTimeoutError ? 'timeout' : 'other ' + e, Date.now() - started < 5000); }
+  `);
+  assert.equal(r.stdout.trim(), 'timeout true', `exit ${r.code}, stderr: ${r.stderr}`);
+  assert.equal(r.code, 0);
+});
+
+test('registry: a hook whose answer breaks when looked at rejects the call instead of crashing the process', async () => {
+  const r = await inFreshProcess(`
+    const hooks = new HookRegistry(100);
+    hooks.on('message:classify', 'odd', () => ({ get then() { throw new Error('boom'); } }));
+    try { await hooks.all('message:classify', {}); console.log('answered'); }
+    catch (e) { console.log('rejected: ' + e.message); }
+  `);
+  assert.equal(r.stdout.trim(), 'rejected: boom', `exit ${r.code}, stderr: ${r.stderr}`);
+  assert.equal(r.code, 0);
+});

@@ -225,3 +225,40 @@ test('a domain normalised before is answered as it was the first time, also afte
     if (round === 1) for (let i = 0; i < 1100; i++) assert.equal(normaliseDomain(`d${i}.Example`), `d${i}.example`);
   }
 });
+
+test('1000 recipients, nothing cached, a healthy Redis: every lookup is answered, none meets the fallback (default redis_timeout_ms)', async (t) => {
+  const { startRedis } = await import('./helpers/redis.js');
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const logs: Array<[string, Record<string, unknown> | undefined]> = [];
+  const config = loadConfig({ flags: { web_server: 'site.example.org', redis: redis.url, redis_fallback: 'tempfail', recipient_delimiter: '+' } });
+  assert.equal(config.redis_timeout_ms, 50);
+  const app: App = { config, log: (e, f) => logs.push([e, f]), hooks: new HookRegistry(config.hook_timeout) };
+  await linkResolve.init(app);
+  t.after(() => closeLinkResolve(app));
+  await linkResolveState(app)!.store.set('u7@d7.example.org', { server: 'u7.example.net' });
+  // 1000 recipients in 50 domains, each with a tag: 2050 distinct keys, none cached
+  const to = Array.from({ length: 1000 }, (_, i) => `u${i}+t@d${i % 50}.example.org`);
+  const r = await app.hooks.first('message:links', input(...to));
+  assert.equal(r!.length, 1000);
+  const sources: Record<string, number> = {};
+  for (const x of r!) sources[x.source] = (sources[x.source] ?? 0) + 1;
+  assert.deepEqual(sources, { site: 999, recipient: 1 }, 'a healthy Redis must not look down because one message has many recipients');
+  assert.equal(r![7]!.server, 'u7.example.net');
+  assert.ok(!logs.some(([e]) => e === 'redis.down'), 'no redis.down');
+});
+
+test('a recipient listed twice gets one link (one snapshot, one copy), also with web_view', async (t) => {
+  const { startRedis } = await import('./helpers/redis.js');
+  const { TEST_KEYS } = await import('./helpers/web-fixtures.js');
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const config = loadConfig({ flags: { web_server: 'site.example.org', redis: redis.url, web_view: true, web_base_url: 'https://cal.example.org', ...TEST_KEYS } });
+  const app: App = { config, log: () => undefined, hooks: new HookRegistry(config.hook_timeout) };
+  await linkResolve.init(app);
+  t.after(() => closeLinkResolve(app));
+  const r = await app.hooks.first('message:links', { ...input('x@example.org', 'y@example.org', 'x@example.org'), headers: [], structure: { parts: [], size: 0, damaged: false } });
+  assert.deepEqual(r!.map((x) => [x.recipient, x.source]), [['x@example.org', 'web-view'], ['y@example.org', 'web-view'], ['x@example.org', 'web-view']]);
+  assert.equal(r![0]!.url, r![2]!.url, 'the same recipient twice: the same link, so the same body and one transaction');
+  assert.notEqual(r![0]!.url, r![1]!.url);
+});

@@ -334,3 +334,82 @@ describe('Redis down with redis_fallback=tempfail', () => {
     }
   });
 });
+
+describe('the plan itself (planDelivery with the real hooks, no SMTP)', () => {
+  async function planner(flags: Record<string, unknown>) {
+    const { loadConfig: load } = await import('../lib/config.js');
+    const { createApp, closeApp } = await import('../lib/app.js');
+    const { planDelivery } = await import('../lib/plan.js');
+    const { spoolFromBuffer } = await import('../lib/spool.js');
+    const { scanBuffer } = await import('../lib/candidate-scan.js');
+    const config = load({ flags: { web_server: SITE, ...flags } });
+    const logs: Array<Record<string, unknown>> = [];
+    const app = await createApp(config, (event, fields = {}) => { logs.push({ event, ...fields }); });
+    const plan = (to: string[]) => planDelivery({ config, log: app.log, hooks: app.hooks }, { from: FROM, to: to.map((address) => ({ address })) }, spoolFromBuffer(FIXTURE), scanBuffer(FIXTURE), 'plan-test');
+    return { app, logs, plan, close: () => closeApp(app) };
+  }
+  const NO_LINKS = 'calendar-classify,custom-form-classify,footer-render';
+
+  test('a link hook that answers in another order than the envelope: nobody gets another recipient\'s link', async (t) => {
+    const p = await planner({ hooks: NO_LINKS });
+    t.after(p.close);
+    // right count, wrong order (an extension that sorted its answers)
+    p.app.hooks.on('message:links', 'sorted', ({ envelope }) => envelope.to.map((r) => ({ recipient: r.address, url: `https://cal.example.org/for/${r.address}`, source: 'site', server: 'cal.example.org' })).reverse());
+    const plan = await p.plan([BOB, ERIN]);
+    for (const g of plan.groups) {
+      for (const r of g.recipients) assert.ok(g.url === null || g.url === `https://cal.example.org/for/${r.address}`, `${r.address} must not get ${g.url}`);
+    }
+    for (const g of plan.groups) await g.body?.dispose();
+  });
+
+  test('a hook that throws something that is not an Error: the original bytes for everyone, never a rejected plan', async (t) => {
+    const p = await planner({ hooks: NO_LINKS });
+    t.after(p.close);
+    p.app.hooks.on('message:links', 'throws-null', () => { throw null; });
+    const plan = await p.plan([BOB, ERIN]);
+    assert.deepEqual(plan.groups.map((g) => [g.recipients.map((r) => r.address), g.body, g.url]), [[[BOB, ERIN], null, null]]);
+    assert.match(plan.decision, /^unchanged after error/);
+    assert.ok(p.logs.some((l) => l.event === 'message.passthrough'));
+  });
+
+  test('the decision says why: deferred recipients are named next to the footers; external recipients are not "no web calendar server"', async (t) => {
+    const p = await planner({ hooks: NO_LINKS });
+    t.after(p.close);
+    p.app.hooks.on('message:links', 'store-down', ({ envelope }) => envelope.to.map((r, i) => (
+      i === 0 ? { recipient: r.address, url: linkOn(SITE), source: 'site', server: SITE } : { recipient: r.address, url: null, source: 'tempfail', server: null })));
+    const plan = await p.plan([BOB, ERIN]);
+    assert.ok(plan.groups.some((g) => g.defer), 'erin is deferred');
+    assert.match(plan.decision, /defer/, `an SMTP client hears 451 for this message; the decision must not only say "${plan.decision}"`);
+    for (const g of plan.groups) await g.body?.dispose();
+
+    const q = await planner({ local_domains: 'example.org' });
+    t.after(q.close);
+    const ext = await q.plan([DAVE]);
+    assert.doesNotMatch(ext.decision, /no web calendar server/, `web_server is set: ${ext.decision}`);
+    assert.match(ext.decision, /external|local/);
+  });
+
+  test('per-recipient links for many recipients: the copies together stay within spool_memory_limit in memory, each carrying only its own recipient', async (t) => {
+    const limit = 8192;
+    const p = await planner({ url_template: 'https://{server}/e?uid={uid}&r={recipient}', spool_memory_limit: limit });
+    t.after(p.close);
+    const to = Array.from({ length: 40 }, (_, i) => `user${i}@example.org`);
+    const plan = await p.plan(to);
+    t.after(async () => { for (const g of plan.groups) await g.body?.dispose(); });
+    assert.equal(plan.groups.length, 40, 'one copy per recipient');
+    for (const g of plan.groups) {
+      assert.equal(g.recipients.length, 1);
+      assert.equal(new URL(g.url!).searchParams.get('r'), g.recipients[0]!.address);
+      const text = (await links(await readAll(g.body!))).text;
+      assert.deepEqual(text.map((u) => new URL(u).searchParams.get('r')), [g.recipients[0]!.address]);
+    }
+    const inMemory = plan.groups.filter((g) => g.body?.inMemory).reduce((n, g) => n + g.body!.size, 0);
+    assert.ok(inMemory <= limit, `${inMemory} bytes of rewritten copies held in memory, spool_memory_limit is ${limit}`);
+  });
+});
+
+async function readAll(body: { stream(): NodeJS.ReadableStream }): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body.stream()) chunks.push(Buffer.from(c as Buffer));
+  return Buffer.concat(chunks);
+}
