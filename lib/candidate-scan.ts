@@ -5,6 +5,8 @@
 // Fails: never; a false positive only costs one structure pass. MIME types and Content-Class are
 // never encoded in a header; a file name may be (RFC 2231 "name*=", "name*0="; an RFC 2047 encoded
 // word, which mail clients write although the RFC forbids it), so any encoded name counts too.
+// Content-Type and Content-Disposition are read as the parsers read them: RFC 822 comments dropped
+// (`text/(x)calendar`, `name=invite.(1)ics`) and quoted-pairs unescaped (`"invite.i\cs"`).
 
 /** Anything a calendar classifier could act on, in a header block. Matched case-insensitively. */
 const SIGNALS = /text\/calendar|application\/ics|\.ics\b|ms-tnef|winmail\.dat|content-class|name\*[0-9]*\*?\s*=|name\s*=\s*"?\s*=\?/i;
@@ -28,10 +30,61 @@ export interface Scanner {
  * milter's early verdict rests on the same fact, lib/milter-edits.ts).
  */
 const NESTED = /multipart|message\//i;
+/** Content-Type and Content-Disposition fields with their folded lines (a fold may stand before the colon; a lone CR breaks no line). */
+const MIME_FIELD = /^content-(?:type|disposition)\s*:[^\n]*(?:\n[ \t][^\n]*)*/gim;
+/** An RFC 2047 word anywhere in a name or filename value is decoded (lib/mime-params.ts), not only at its start. */
+const ENCODED = /=\?/;
+const NAME = /name/i;
 /** The end of a header block: its first empty line (CRLF or bare LF), or one at the very start. */
 const BLOCK_END = /(?:^|\n)\r?\n/g;
-/** A header block longer than this is judged as it stands and the rest read as body text. */
+/** A header block longer than this is judged in windows of this size, each overlapping the last by BLOCK_OVERLAP. */
 const BLOCK_CAP = 256 * 1024;
+const BLOCK_OVERLAP = 64 * 1024;
+
+/**
+ * `field` with its comments dropped and quoted-pairs unescaped, the way libmime (types) and
+ * lib/mime-params.ts (names) read it; `quotes`: a "(" inside a quoted string opens no comment.
+ * An unclosed comment keeps the rest as it is. Only called on the short MIME fields.
+ */
+function loosen(field: string, quotes: boolean): string {
+  let out = '';
+  let from = 0;
+  let quoted = false;
+  for (let i = 0; i < field.length; i++) {
+    const c = field.charCodeAt(i);
+    if (c === 0x5c) i++; // a quoted-pair, in quotes or not
+    else if (c === 0x22 && quotes) quoted = !quoted;
+    else if (c === 0x28 && !quoted) {
+      let depth = 1;
+      let j = i + 1;
+      for (; j < field.length && depth > 0; j++) {
+        const d = field.charCodeAt(j);
+        if (d === 0x5c) j++;
+        else if (d === 0x28) depth++;
+        else if (d === 0x29) depth--;
+      }
+      if (depth > 0) break;
+      out += field.slice(from, i);
+      from = j;
+      i = j - 1;
+    }
+  }
+  return (out + field.slice(from)).replace(/\\(.)/gs, '$1');
+}
+
+/** Whether a MIME field of the block, read as a parser reads it, matches `re` (or holds an encoded name when `re` is SIGNALS). */
+function mimeFields(block: string, re: RegExp): boolean {
+  MIME_FIELD.lastIndex = 0;
+  for (let m = MIME_FIELD.exec(block); m; m = MIME_FIELD.exec(block)) {
+    const field = m[0];
+    if (re === SIGNALS && ENCODED.test(field) && NAME.test(field)) return true;
+    if (!field.includes('(') && !field.includes('\\')) continue;
+    for (const v of [loosen(field, true), loosen(field, false)]) {
+      if (re.test(v) || (re === SIGNALS && ENCODED.test(v) && NAME.test(v))) return true;
+    }
+  }
+  return false;
+}
 
 export function createScanner(): Scanner {
   let candidate = false;
@@ -42,12 +95,15 @@ export function createScanner(): Scanner {
   let pending = '';
   /** Where in `pending` the search for the block's end resumes. */
   let searched = 0;
+  /** The top header, judged in windows, named a multipart or message/ type in an earlier window. */
+  let nested = false;
 
   /** Matches one header block; true once the message is a candidate (nothing more to read). */
   const judge = (block: string): boolean => {
-    if (SIGNALS.test(block)) candidate = true;
+    if (SIGNALS.test(block) || mimeFields(block, SIGNALS)) candidate = true;
     return candidate;
   };
+  const isNested = (block: string): boolean => nested || NESTED.test(block) || mimeFields(block, NESTED);
 
   return {
     push(chunk) {
@@ -57,7 +113,7 @@ export function createScanner(): Scanner {
         // body text is searched as bytes and never made a string: most of a big message is skipped here
         const at = lineOfDashes(pending, chunk);
         if (at === null) {
-          pending = chunk.length >= 2 ? chunk.toString('latin1', chunk.length - 2) : (pending + chunk.toString('latin1')).slice(-2);
+          pending = chunk.length >= 3 ? chunk.toString('latin1', chunk.length - 3) : (pending + chunk.toString('latin1')).slice(-3);
           return;
         }
         pending = (at < 0 ? pending.slice(at) : '') + chunk.toString('latin1', Math.max(0, at));
@@ -68,28 +124,31 @@ export function createScanner(): Scanner {
       }
       for (;;) {
         if (state === 'body') {
-          const i = pending.indexOf('\n--');
+          const i = dashesInString(pending);
           if (i < 0) {
-            pending = pending.slice(-2);
+            pending = pending.slice(-3);
             return;
           }
-          pending = pending.slice(i + 1);
+          pending = pending.slice(i);
           searched = 0;
           state = 'part';
         }
         BLOCK_END.lastIndex = Math.max(0, searched - 2); // the empty line may have begun in the last chunk
         const end = BLOCK_END.exec(pending);
         if (!end) {
+          if (pending.length > BLOCK_CAP) {
+            // judged as it stands, and read on as the same block: a signal cut by the window edge
+            // is whole in the overlap kept for the next window
+            if (judge(pending)) return;
+            if (state === 'head') nested = isNested(pending);
+            pending = pending.slice(-BLOCK_OVERLAP);
+          }
           searched = pending.length;
-          if (pending.length <= BLOCK_CAP) return;
-          if (judge(pending)) return;
-          pending = pending.slice(-2);
-          state = 'body';
-          continue;
+          return;
         }
         const block = pending.slice(0, end.index);
         if (judge(block)) return;
-        if (state === 'head' && !NESTED.test(block)) {
+        if (state === 'head' && !isNested(block)) {
           state = 'leaf';
           pending = '';
           return;
@@ -106,17 +165,34 @@ export function createScanner(): Scanner {
   };
 }
 
+/** A "--" at `i` opens a line: after LF, or after LF CR (mailsplit takes a lone CR in front of a delimiter). */
+const opensLine = (b1: number, b2: number): boolean => b1 === 0x0a || (b1 === 0x0d && b2 === 0x0a);
+
+/** Index of the first "--" that opens a line in `s` (not at its very start), or -1. */
+function dashesInString(s: string): number {
+  for (let i = s.indexOf('--', 1); i >= 0; i = s.indexOf('--', i + 1)) {
+    if (opensLine(s.charCodeAt(i - 1), i >= 2 ? s.charCodeAt(i - 2) : -1)) return i;
+  }
+  return -1;
+}
+
+const DASHES = Buffer.from('--');
+
 /**
- * Where the next line starting with "--" begins in `chunk`, given the last two characters before it
- * (`carry`); negative when its first "-" is the carry's last character; null when there is none.
+ * Where the next line opening with "--" (or CR "--") has its "--" in `chunk`, given the last three
+ * characters before it (`carry`); negative when its first "-" is the carry's last character; null
+ * when there is none.
  */
 function lineOfDashes(carry: string, chunk: Buffer): number | null {
   if (carry) {
-    const j = (carry + chunk.toString('latin1', 0, 2)).indexOf('\n--');
-    if (j >= 0) return j + 1 - carry.length;
+    // a "--" starting at chunk index 0 or 1 is judged by what the carry holds
+    const j = dashesInString(carry + chunk.toString('latin1', 0, 3));
+    if (j >= 0 && j < carry.length + 2) return j - carry.length;
   }
-  const i = chunk.indexOf('\n--');
-  return i < 0 ? null : i + 1;
+  for (let i = chunk.indexOf(DASHES, carry ? 2 : 1); i >= 0; i = chunk.indexOf(DASHES, i + 1)) {
+    if (opensLine(chunk[i - 1]!, i >= 2 ? chunk[i - 2]! : -1)) return i;
+  }
+  return null;
 }
 
 /** Scan a whole buffer at once (the `filter` command, tests). */

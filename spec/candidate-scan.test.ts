@@ -117,6 +117,53 @@ describe('a "no" from the scan never hides a footer', async () => {
     assert.ok(passed >= 3, `some samples take the fast path (${passed})`);
   });
 
+  test('calendar messages in unusual but valid MIME dress are candidates, in every chunking', async () => {
+    const cal = Buffer.from('BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//y//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:1@x\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20261201T090000Z\r\nSUMMARY:Meet\r\nORGANIZER:mailto:a@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n').toString('base64');
+    const part = (head: string) => `--b\nContent-Type: text/plain\n\nhello\n--b\n${head}\nContent-Transfer-Encoding: base64\n\n${cal}\n--b--\n`;
+    const multi = (body: string, type = 'multipart/mixed; boundary="b"') => mail(`From: a@example.org\nContent-Type: ${type}`, body);
+    const samples: Array<[string, Buffer]> = [
+      // mailsplit (and lib/mime-structure.ts) take a line opening with CR "--" as a delimiter
+      ['lone CR before the delimiter', multi(part('Content-Type: text/calendar; method=REQUEST').replace('\n--b\nContent-Type: text/cal', '\n\r--b\nContent-Type: text/cal'))],
+      ['lone CR before the first delimiter', multi(`\r--b\nContent-Type: text/calendar; method=REQUEST\nContent-Transfer-Encoding: base64\n\n${cal}\n--b--\n`)],
+      // comments are dropped from MIME header values, quoted-pairs unescaped, before type and name are read
+      ['a comment inside the type', multi(part('Content-Type: text/(iMIP)calendar; method=REQUEST'))],
+      ['a comment inside application/ics', multi(part('Content-Type: application/(x)ics'))],
+      ['a comment inside the TNEF type', Buffer.from(readFixture('tnef-meeting').toString('latin1').replace(/Content-Type: application\/ms-tnef; name="winmail.dat"\r?\nContent-Disposition: attachment; filename="winmail.dat"/, 'Content-Type: application/ms(x)-tnef'), 'latin1')],
+      ['a quoted-pair in the type', multi(part('Content-Type: "text/c\\alendar"; method=REQUEST'))],
+      ['a comment inside an unquoted file name', multi(part('Content-Type: application/octet-stream; name=invite.(1)ics'))],
+      ['a quoted-pair in a quoted file name', multi(part('Content-Type: application/octet-stream; name="invite.i\\cs"'))],
+      ['a comment in the RFC 2231 key', multi(part("Content-Type: application/octet-stream; name*(x)=utf-8''invite.i%63s"))],
+      ['a comment in the root multipart type', multi(part('Content-Type: text/calendar; method=REQUEST'), 'multi(x)part/mixed; boundary="b"')],
+      // an RFC 2047 word anywhere in a name value is decoded, not only at its start
+      ['an encoded word after plain text', multi(part('Content-Type: application/octet-stream; name="invite=?utf-8?Q?=2Eics?="'))],
+      ['an encoded word in a filename', multi(part('Content-Type: application/octet-stream\nContent-Disposition: attachment; filename="a =?utf-8?Q?b=2Eics?="'))],
+    ];
+    for (const [name, raw] of samples) {
+      assert.equal(await forcedPlan(raw), true, `${name}: the full plan adds a footer`);
+      assert.equal(scanBuffer(raw).candidate, true, `${name}: whole`);
+      for (const size of [1, 2, 3, 7, 64, 1000]) assert.equal(scanChunked(raw, size), true, `${name}: chunks of ${size}`);
+    }
+  });
+
+  test('a header block longer than the cap: what follows the cap is still read, in every chunking', async () => {
+    const cal = 'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//y//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:1@x\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20261201T090000Z\r\nSUMMARY:Meet\r\nORGANIZER:mailto:a@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n';
+    const filler = 'X-Filler: ' + 'y'.repeat(300 * 1024) + '\r\n';
+    const samples: Array<[string, Buffer]> = [
+      ['top header', Buffer.from(`From: a@example.org\r\n${filler}Content-Type: text/calendar; method=REQUEST\r\n\r\n${cal}`)],
+      ['part header', Buffer.from(`From: a@example.org\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n${filler}Content-Type: text/calendar; method=REQUEST\r\n\r\n${cal}--b--\r\n`)],
+    ];
+    for (const [name, raw] of samples) {
+      assert.equal(await forcedPlan(raw), true, `${name}: the full plan adds a footer`);
+      for (const size of [1000, 4096, 65536]) assert.equal(scanChunked(raw, size), true, `${name}: chunks of ${size}`);
+      // the signal itself cut where the cap is crossed
+      const at = raw.indexOf('text/calendar') + 6;
+      const s = createScanner();
+      s.push(raw.subarray(0, at));
+      s.push(raw.subarray(at));
+      assert.equal(s.result().candidate, true, `${name}: cut inside "text/calendar"`);
+    }
+  });
+
   test('corpus: the same over every email', { skip: CORPUS_DIR === null ? CORPUS_SKIP_MESSAGE : false }, async () => {
     let passed = 0;
     for (const row of expectedRows()) {
