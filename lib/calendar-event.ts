@@ -8,6 +8,7 @@
 
 import ICAL from 'ical.js';
 import { WINDOWS_ZONES, zonedTimeToUtc } from './calendar-reader.js';
+import { zoneOffset } from './calendar-zone.js';
 
 type Comp = InstanceType<typeof ICAL.Component>;
 type Prop = InstanceType<typeof ICAL.Property>;
@@ -112,8 +113,27 @@ function zoneFor(tzid: string | null): string | null {
   }
 }
 
-/** An ical.js time plus the TZID parameter it came with → EventTime (the instant computed as calendar-reader does). */
-function toEventTime(t: ITime, tzParam: string | null): EventTime {
+/** No real event lasts longer; ical.js adds larger durations month by month (seconds of event loop). */
+const MAX_DURATION_SECONDS = 100 * 366 * 86_400;
+
+function checkDuration(dur: InstanceType<typeof ICAL.Duration>): void {
+  if (Math.abs(dur.toSeconds()) > MAX_DURATION_SECONDS) throw new Error(`${dur.toString()} is longer than a century`);
+}
+
+/** Wall-clock fields read as UTC, in ms (years 0-99 stay themselves). */
+function wallMs(t: ITime): number {
+  const d = new Date(0);
+  d.setUTCFullYear(t.year, t.month - 1, t.day);
+  d.setUTCHours(t.hour, t.minute, t.second);
+  return d.getTime();
+}
+
+/**
+ * An ical.js time plus the TZID parameter it came with → EventTime (the instant computed as calendar-reader does:
+ * through lib/calendar-zone.ts, never ical.js's own expansion of the zone from 1601, which a hostile VTIMEZONE
+ * turns into seconds; a zone too costly to expand falls back to its name).
+ */
+function toEventTime(t: ITime, tzParam: string | null, warn: (m: string) => void = () => undefined): EventTime {
   const date = `${String(t.year).padStart(4, '0')}-${two(t.month)}-${two(t.day)}`;
   if (t.isDate) return { local: date, tzid: null, zone: null, utc: null, allDay: true, floating: false };
   const local = `${date}T${two(t.hour)}:${two(t.minute)}:${two(t.second)}`;
@@ -122,7 +142,8 @@ function toEventTime(t: ITime, tzParam: string | null): EventTime {
   const tzid = tzParam ?? (isUtc ? 'UTC' : null);
   const zone = isUtc ? 'UTC' : zoneFor(tzParam);
   if (z && z !== ICAL.Timezone.localTimezone && z.tzid !== 'floating') {
-    return { local, tzid, zone, utc: t.toUnixTime() * 1000, allDay: false, floating: false };
+    const offset = zoneOffset(t, warn);
+    if (offset !== null) return { local, tzid, zone, utc: wallMs(t) - offset * 1000, allDay: false, floating: false };
   }
   const iso = zone ? zonedTimeToUtc(local, zone) : null;
   return { local, tzid, zone, utc: iso ? Date.parse(iso) : null, allDay: false, floating: iso === null };
@@ -172,20 +193,21 @@ function person(p: Prop | null): EventPerson | null {
   };
 }
 
-function timeProp(c: Comp, name: string): EventTime | null {
+function timeProp(c: Comp, name: string, warn?: (m: string) => void): EventTime | null {
   const p = c.getFirstProperty(name);
   if (!p) return null;
   const v = p.getFirstValue();
   if (!(v instanceof ICAL.Time)) return null;
   const tz = p.getParameter('tzid');
-  return toEventTime(v, typeof tz === 'string' && tz.trim() ? tz.trim() : null);
+  return toEventTime(v, typeof tz === 'string' && tz.trim() ? tz.trim() : null, warn);
 }
 
 function stampOf(c: Comp): string {
   const v = c.getFirstPropertyValue('dtstamp');
   if (!(v instanceof ICAL.Time)) return '';
-  const d = new Date(v.toUnixTime() * 1000);
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const t = toEventTime(v, null);
+  if (t.utc === null) return '';
+  return new Date(t.utc).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
 
 function sequenceOf(c: Comp): number {
@@ -233,18 +255,20 @@ export function readEvent(input: string): EventDetails | null {
   const get = <T>(what: string, fn: () => T, dflt: T): T => {
     try { return fn(); } catch (e) { warnings.push(`${what}: ${(e as Error).message.slice(0, 120)}`); return dflt; }
   };
-  const start = get('DTSTART', () => timeProp(main, 'dtstart'), null);
-  let end = get('DTEND', () => timeProp(main, main.name === 'vtodo' ? 'due' : 'dtend'), null);
+  const zoneWarn = (m: string): void => { if (!warnings.includes(m)) warnings.push(m.slice(0, 200)); };
+  const start = get('DTSTART', () => timeProp(main, 'dtstart', zoneWarn), null);
+  let end = get('DTEND', () => timeProp(main, main.name === 'vtodo' ? 'due' : 'dtend', zoneWarn), null);
   if (!end && start) {
     end = get('DURATION', () => {
       const dur = main.getFirstPropertyValue('duration');
       const p = main.getFirstProperty('dtstart');
       const st = p?.getFirstValue();
       if (!(dur instanceof ICAL.Duration) || !(st instanceof ICAL.Time)) return null;
+      checkDuration(dur);
       const t = st.clone();
       t.addDuration(dur);
       const tz = p?.getParameter('tzid');
-      return toEventTime(t, typeof tz === 'string' ? tz : null);
+      return toEventTime(t, typeof tz === 'string' ? tz : null, zoneWarn);
     }, null);
   }
   const ridProp = main.getFirstProperty('recurrence-id');
@@ -302,7 +326,39 @@ function lastEnd(root: Comp, main: Comp, d: EventDetails): number | null {
   return all.length ? Math.max(...all.map((o) => o.endMs)) : sortMs(d.start) + len;
 }
 
+const SUB_DAILY: ReadonlySet<string> = new Set(['HOURLY', 'MINUTELY', 'SECONDLY']);
+/** BY parts that only limit a DAILY rule: ical.js steps day by day past every date they reject. */
+const DAILY_LIMITS = ['BYMONTH', 'BYMONTHDAY', 'BYYEARDAY', 'BYWEEKNO', 'BYSETPOS'];
+
+/**
+ * Why ical.js must not expand this event, or null. Its iterator steps one FREQ unit at a time past every
+ * candidate the BY parts reject, inside a single next() call: FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29 or an
+ * HOURLY/MINUTELY/SECONDLY rule with any BY part keeps it busy for minutes (no real invitation uses them).
+ * A huge DURATION is added month by month to every occurrence; a zone too costly for lib/calendar-zone.ts
+ * is expanded from its DTSTART (1601) by ical.js's own UTC conversion of each occurrence.
+ */
+function expansionRefusal(main: Comp, start: ITime | null): string | null {
+  for (const r of main.getAllProperties('rrule').map((p) => p.getFirstValue())) {
+    if (!(r instanceof ICAL.Recur)) continue;
+    const parts = Object.keys(r.parts ?? {});
+    if ((SUB_DAILY.has(String(r.freq)) && parts.length > 0) || (r.freq === 'DAILY' && parts.some((p) => DAILY_LIMITS.includes(p)))) {
+      return `RRULE ${r.toString().slice(0, 80)} would be stepped through unit by unit; not expanded`;
+    }
+  }
+  const dur = main.getFirstPropertyValue('duration');
+  if (dur instanceof ICAL.Duration) checkDuration(dur);
+  const recurring = main.hasProperty('rrule') || main.hasProperty('rdate');
+  if (recurring && start && !start.isDate && start.zone && start.zone !== ICAL.Timezone.localTimezone && start.zone.tzid !== 'floating') {
+    let refusal: string | null = null;
+    if (zoneOffset(start, (m) => { refusal = m; }) === null) return refusal ?? 'time zone not usable; not expanded';
+  }
+  return null;
+}
+
 function expand(root: Comp, main: Comp, fromMs: number, toMs: number, cap: number): Occurrence[] {
+  const startValue = main.getFirstPropertyValue('dtstart');
+  const refusal = expansionRefusal(main, startValue instanceof ICAL.Time ? startValue : null);
+  if (refusal !== null) throw new Error(refusal);
   const uid = text(main.getFirstPropertyValue('uid'));
   const exceptions = root.name === 'vcalendar'
     ? root.getAllSubcomponents(main.name).filter((c) => c !== main && c.hasProperty('recurrence-id') && text(c.getFirstPropertyValue('uid')) === uid)

@@ -349,3 +349,38 @@ test('a UTC time with a stray TZID is labelled UTC (RFC 5545 3.3.5: TZID does no
   // years 0-99 stay themselves (Date.UTC would read them as 1900-1999)
   assert.equal(readCalendar(ics({ event: ['DTSTART:00010101T100000Z'] })).start?.utc, '0001-01-01T10:00:00Z');
 });
+
+// Review regressions: lib/calendar-event.ts runs on the filter path too (lib/snapshot-ingest.ts reads every
+// calendar part with readEvent when the web view is on), so hostile input must not keep it busy either.
+
+test('readEvent: a huge DURATION is not added, a VTIMEZONE too costly to expand is not expanded', async () => {
+  const { readEvent } = await import('../lib/calendar-event.js');
+  const t = performance.now();
+  const dur = readEvent(ics({ method: 'REQUEST', event: ['DTSTART:20261201T100000Z', 'DURATION:P199999999W'] }));
+  const zone = readEvent(ics({ method: 'REQUEST', event: ['DTSTART;TZID=Europe/Berlin:20261201T100000'], extra: ruledZone('Europe/Berlin', 'FREQ=DAILY') }));
+  assert.ok(performance.now() - t < 1000, `took ${Math.round(performance.now() - t)} ms`);
+  assert.equal(dur?.start?.utc, Date.UTC(2026, 11, 1, 10));
+  assert.equal(dur?.end, null);
+  assert.equal(zone?.start?.utc, Date.UTC(2026, 11, 1, 9), 'read by its IANA name instead');
+  // an ordinary Outlook-style zone (yearly, since 1601) is still the file's own definition
+  const usual = readEvent(ics({ event: ['DTSTART;TZID=Custom Zone:20260715T100000'], extra: ruledZone('Custom Zone', 'FREQ=YEARLY;BYDAY=-1SU') }));
+  assert.equal(usual?.start?.utc, Date.UTC(2026, 6, 15, 8));
+});
+
+test('readEvent and occurrences: rules ical.js would step through unit by unit are not expanded', async () => {
+  const { readEvent, occurrences } = await import('../lib/calendar-event.js');
+  for (const rule of ['FREQ=DAILY;COUNT=5000;BYMONTH=2;BYMONTHDAY=29', 'FREQ=HOURLY;COUNT=5000;BYMONTH=2;BYMONTHDAY=29',
+    'FREQ=SECONDLY;UNTIL=20991231T000000Z;BYMONTH=12;BYDAY=-1SU;BYHOUR=23']) {
+    const text = ics({ method: 'REQUEST', event: ['DTSTART:20261201T100000Z', 'DTEND:20261201T110000Z', `RRULE:${rule}`] });
+    const t = performance.now();
+    const ev = readEvent(text);
+    occurrences(text, Date.UTC(2026, 0, 1), Date.UTC(2030, 0, 1));
+    assert.ok(performance.now() - t < 1000, `${rule}: took ${Math.round(performance.now() - t)} ms`);
+    assert.equal(ev?.start?.utc, Date.UTC(2026, 11, 1, 10), rule);
+    assert.equal(ev?.lastEnd, null, `${rule}: treated as a series without a known end`);
+  }
+  // ordinary rules still expand
+  const weekdays = ics({ event: ['DTSTART:20261201T100000Z', 'DTEND:20261201T110000Z', 'RRULE:FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;COUNT=10'] });
+  assert.equal(readEvent(weekdays)?.lastEnd, Date.UTC(2026, 11, 14, 11));
+  assert.equal(occurrences(weekdays, Date.UTC(2026, 0, 1), Date.UTC(2027, 0, 1)).length, 10);
+});
