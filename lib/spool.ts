@@ -87,9 +87,13 @@ export class Spool implements SpoolReader {
     this.finished = true;
     if (this.file) {
       const out = this.file.out;
+      // 'close', not end()'s callback ('finish'): close(2) may still fail (NFS writes back then), and
+      // a file that did not close cleanly must not be relayed as if it were whole
       await new Promise<void>((resolve, reject) => {
+        if (out.destroyed) return reject(new Error('spool: the file was closed before finish'));
         out.once('error', reject);
-        out.end(() => resolve());
+        out.once('close', () => resolve());
+        out.end();
       });
     }
     return this;

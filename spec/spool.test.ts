@@ -42,3 +42,16 @@ test('spool: a write that arrives while dispose() runs is refused and leaves no 
       assert.deepEqual(await readdir(dir), [], spilledFirst ? 'spilled before dispose' : 'in memory before dispose');
     }
   }));
+
+test('spool: finish() resolves only once the spilled file is closed, so an error at close (NFS writes back then) is not missed', () =>
+  withDir(async (dir) => {
+    for (let i = 0; i < 5; i++) {
+      const spool = new Spool({ memoryLimit: 8, dir });
+      await spool.write(Buffer.from('0123456789abcdef'));
+      await spool.finish();
+      // checked at once: the file stream (private) must have closed its descriptor already
+      const out = (spool as unknown as { file: { out: { closed: boolean } } }).file.out;
+      assert.equal(out.closed, true, 'the spool file was still open when finish() resolved');
+      await spool.dispose();
+    }
+  }));
