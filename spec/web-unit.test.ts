@@ -16,6 +16,9 @@ import { ConfigError } from '../lib/config.js';
 import { ics, inviteMail } from './helpers/web-fixtures.js';
 import { ingestMail, testSettings, viewPath } from './helpers/web-ingest.js';
 import { startRedis } from './helpers/redis.js';
+import { simpleParser } from 'mailparser';
+import ICAL from 'ical.js';
+import { composeReply } from '../lib/web/reply-mail.js';
 
 const { settings: S } = testSettings();
 const silent = () => undefined;
@@ -518,4 +521,132 @@ test('a calendar over the storage cap keeps the facts only: no huge UID or Messa
   const c = verifyViewToken(viewPath(again[0]).slice(3), S.tokenKeys)!;
   const first = verifyViewToken(viewPath(out[0]).slice(3), S.tokenKeys)!;
   assert.equal((await store.snapshot(c.r, c.rid))!.evkey, (await store.snapshot(first.r, first.rid))!.evkey);
+});
+
+/** The RSVP form's token on a message page. */
+const rsvpToken = (page: string) => /action="[^"]*\/rsvp"[\s\S]*?name="f" value="([^"]+)"/.exec(page)?.[1];
+
+test('RSVP mail: a valid iMIP REPLY; a failed submission records nothing; changing the answer back sends it', async () => {
+  const { startSink } = await import('./helpers/sink.js');
+  let refuse = true;
+  const mta = await startSink({ behaviour: (q) => (q.phase === 'data' && refuse ? { code: 451, text: '4.3.0 try later' } : undefined) });
+  try {
+    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
+    const store = new MemorySnapshotStore();
+    const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000', sequence: 3 })), ['ann@example.net'], store, settings);
+    const app = createWebApp({ settings, store, log: silent });
+    const path = viewPath(d);
+    const f = rsvpToken(await (await app.request(path)).text());
+    assert.ok(f, 'the RSVP form is offered');
+    const headers = { 'content-type': 'application/x-www-form-urlencoded', origin: settings.origin, 'sec-fetch-site': 'same-origin' };
+    const post = (partstat: string) => app.request(`${path}/rsvp`, { method: 'POST', headers, body: new URLSearchParams({ partstat, f }).toString() });
+
+    // The MTA refuses: the user is told, nothing is recorded as sent, and trying again sends.
+    const failed = await post('ACCEPTED');
+    assert.equal(failed.status, 503);
+    assert.match(await failed.text(), /nothing was sent/);
+    const c = verifyViewToken(path.slice(3), settings.tokenKeys)!;
+    const evkey = (await store.snapshot(c.r, c.rid))!.evkey!;
+    assert.deepEqual(Object.keys((await store.event(c.r, evkey))!).filter((k) => k.startsWith('ps') || k.startsWith('sent:')), [], 'nothing recorded');
+    refuse = false;
+    assert.equal((await post('ACCEPTED')).status, 303);
+    assert.equal(mta.messages.length, 2, 'the refused try and the one that went out');
+    const sent = mta.messages[1]!;
+    assert.equal(sent.envelope.from, 'calendar-bounces@example.net');
+    assert.deepEqual(sent.envelope.to.map((r) => r.address), ['olga@example.org']);
+    const m = await simpleParser(sent.raw);
+    assert.equal((Array.isArray(m.to) ? m.to[0] : m.to)?.value.length, 1);
+    assert.ok(m.date instanceof Date && !Number.isNaN(m.date.getTime()), 'Date');
+    assert.match(m.messageId ?? '', /^<[^<>@\s]+@127\.0\.0\.1>$/);
+    assert.equal(m.inReplyTo, '<invite-1@example.org>');
+    assert.equal(m.references, '<invite-1@example.org>');
+    assert.match(m.text ?? '', /has accepted this invitation/);
+    assert.match(sent.raw.toString('latin1'), /^Content-Type: text\/calendar; charset=utf-8; method=REPLY\r$/im);
+    const part = m.attachments.find((a) => a.contentType === 'text/calendar');
+    assert.ok(part, 'a text/calendar part');
+    const root = new ICAL.Component(ICAL.parse(part.content.toString('utf8')));
+    assert.equal(root.getFirstPropertyValue('method'), 'REPLY');
+    const [ev, ...more] = root.getAllSubcomponents('vevent');
+    assert.equal(more.length, 0);
+    assert.equal(ev!.getAllSubcomponents('valarm').length, 0);
+    assert.equal(ev!.getFirstPropertyValue('sequence'), 3);
+    assert.equal((ev!.getFirstPropertyValue('dtstamp') as ICAL.Time).zone, ICAL.Timezone.utcTimezone);
+    const atts = ev!.getAllProperties('attendee');
+    assert.equal(atts.length, 1);
+    assert.equal(atts[0]!.getParameter('partstat'), 'ACCEPTED');
+    assert.equal(String(ev!.getFirstPropertyValue('organizer')), 'mailto:olga@example.org');
+    assert.equal(root.getAllSubcomponents('vtimezone').length, 1);
+
+    // A change of mind and back: every answer that differs from the last one sent goes out.
+    assert.equal((await post('DECLINED')).status, 303);
+    const back = await post('ACCEPTED');
+    assert.equal(back.status, 303, 'the organizer last heard "declined": accepting again is not "already sent"');
+    assert.equal(mta.messages.length, 4);
+    assert.match((await simpleParser(mta.messages[3]!.raw)).subject ?? '', /^Accepted: /);
+    // The same answer as the last one sent is still not sent twice.
+    assert.equal((await post('ACCEPTED')).status, 200);
+    assert.equal(mta.messages.length, 4);
+  } finally {
+    await mta.close();
+  }
+});
+
+test('RSVP goes only to the organizer bound to the event: another sender\'s instance with the same UID gets no REPLY', async () => {
+  const { startSink } = await import('./helpers/sink.js');
+  const mta = await startSink();
+  try {
+    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
+    const store = new MemorySnapshotStore();
+    const series = { start: '20271203T090000', end: '20271203T100000', rrule: 'FREQ=WEEKLY;COUNT=10', uid: 'bound-1@example.org' };
+    await ingestMail(inviteMail(ics(series), { messageId: 'b0@example.org' }), ['ann@example.net'], store, settings);
+    const mallory = ics({ ...series, rrule: undefined, recurrenceId: '20271210T090000', start: '20271210T100000', end: '20271210T110000', sequence: 1 })
+      .replace('mailto:olga@example.org', 'mailto:mallory@evil.example');
+    const [d] = await ingestMail(inviteMail(mallory, { messageId: 'b1@example.org' }), ['ann@example.net'], store, settings);
+    const app = createWebApp({ settings, store, log: silent });
+    const path = viewPath(d);
+    const page = await (await app.request(path)).text();
+    const f = rsvpToken(page) ?? mintFormToken(settings.tokenKeys.get(settings.tokenKid) as Buffer, verifyViewToken(path.slice(3), settings.tokenKeys)!.rid, 'rsvp', 1, Date.now());
+    const headers = { 'content-type': 'application/x-www-form-urlencoded', origin: settings.origin, 'sec-fetch-site': 'same-origin' };
+    const res = await app.request(`${path}/rsvp`, { method: 'POST', headers, body: new URLSearchParams({ partstat: 'ACCEPTED', f }).toString() });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(mta.messages.map((m) => m.envelope.to.map((r) => r.address)), [], `no REPLY to anyone but the bound organizer (status ${res.status})`);
+    assert.equal(res.status, 409);
+  } finally {
+    await mta.close();
+  }
+});
+
+test('REPLY subject: a long SUMMARY is cut between characters, never inside a surrogate pair', async () => {
+  const summary = `${'S'.repeat(299)}\u{1F600}tail`;
+  const { raw } = await composeReply({
+    attendee: { address: 'ann@example.net', cn: 'Ann' }, organizer: { address: 'olga@example.org', cn: 'Olga' }, partstat: 'ACCEPTED',
+    summary, when: '', comment: null, ical: buildReply(ics(), { attendee: 'ann@example.net', partstat: 'ACCEPTED' }), inReplyTo: null, host: 'cal.example.org',
+  });
+  const m = await simpleParser(raw);
+  assert.ok(!(m.subject ?? '').includes('\uFFFD'), `no replacement character: …${m.subject?.slice(-5)}`);
+  assert.ok((m.subject ?? '').startsWith(`Accepted: ${'S'.repeat(299)}`));
+});
+
+test('RSVP comment: control characters from the form never reach the REPLY (RFC 5545 TEXT has no CTLs)', async () => {
+  const { startSink } = await import('./helpers/sink.js');
+  const mta = await startSink();
+  try {
+    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
+    const store = new MemorySnapshotStore();
+    const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000' })), ['ann@example.net'], store, settings);
+    const app = createWebApp({ settings, store, log: silent });
+    const path = viewPath(d);
+    const f = rsvpToken(await (await app.request(path)).text())!;
+    const headers = { 'content-type': 'application/x-www-form-urlencoded', origin: settings.origin, 'sec-fetch-site': 'same-origin' };
+    const body = new URLSearchParams({ partstat: 'TENTATIVE', comment: 'late\u0000 by\u001b[31m 10\u007f min\r\nsorry\ttoo', f }).toString();
+    assert.equal((await app.request(`${path}/rsvp`, { method: 'POST', headers, body })).status, 303);
+    const m = await simpleParser((await mta.waitFor(1))[0]!.raw);
+    const cal = m.attachments.find((a) => a.contentType === 'text/calendar')!.content.toString('utf8');
+    assert.doesNotMatch(cal, /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/, 'no control characters in the iCalendar');
+    const comment = new ICAL.Component(ICAL.parse(cal)).getFirstSubcomponent('vevent')!.getFirstPropertyValue('comment');
+    assert.equal(comment, 'late by[31m 10 min\nsorry\ttoo');
+    assert.doesNotMatch(m.text ?? '', /[\u0000\u001b\u007f]/);
+  } finally {
+    await mta.close();
+  }
 });

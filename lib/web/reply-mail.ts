@@ -30,7 +30,8 @@ function build(opts: ConstructorParameters<typeof MailComposer>[0]): Promise<Buf
   return new Promise((resolve, reject) => new MailComposer(opts).compile().build((err, msg) => (err ? reject(err) : resolve(msg))));
 }
 
-const oneLine = (s: string) => s.replace(/[\r\n\t]+/g, ' ').slice(0, 300);
+// cut by code points: slicing UTF-16 units could split a surrogate pair into a U+FFFD in the header
+const oneLine = (s: string) => Array.from(s.replace(/[\r\n\t]+/g, ' ')).slice(0, 300).join('');
 
 export async function composeReply(m: ReplyMail): Promise<{ raw: Buffer; messageId: string }> {
   const [subj, verb] = VERB[m.partstat];

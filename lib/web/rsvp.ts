@@ -31,6 +31,12 @@ export function rsvpOffer(v: View, s: WebSettings): Offer {
   if (v.over) return no('This meeting is over.');
   const ev = t.event;
   if (!ev || !ev.uid || !ev.organizer) return no('The invitation lacks what a reply needs (its organizer or identifier).');
+  // The REPLY goes only to the organizer the event is bound to (a version from anyone else can still be
+  // current for its own link: an instance of a series nobody else updated, or when the bound one expired).
+  const bound = v.state.org ?? '';
+  if (bound && ev.organizer.address.trim().replace(/^mailto:/i, '').toLowerCase() !== bound) {
+    return no('This version did not come from the meeting\'s organizer, so it cannot be answered here.');
+  }
   const want = (t.snap.att || v.snap.att || v.recipient || '').toLowerCase().replace(/^mailto:/, '');
   const attendee = ev.attendees.find((a) => a.address.toLowerCase() === want);
   if (!attendee) return no('You are not on the attendee list: this invitation probably reached you through a list or an alias.');
@@ -61,17 +67,22 @@ export async function handleRsvp(v: View, form: RsvpForm, s: WebSettings, store:
   if (!verifyFormToken(formKey, form.f, v.rid, 'rsvp', offer.seq, now)) return { kind: 'bad-form', why: 'The form has expired or was not issued for this version. Reload the page and try again.' };
   const partstat = String(form.partstat ?? '').toUpperCase() as PartStat;
   if (!PARTSTATS.includes(partstat)) return { kind: 'bad-form', why: 'Choose accept, tentative or decline.' };
-  const comment = typeof form.comment === 'string' ? form.comment.replace(/\r\n?/g, '\n').trim() : '';
+  // RFC 5545 TEXT allows no control characters but HTAB (and the newline it escapes)
+  const comment = typeof form.comment === 'string' ? form.comment.replace(/\r\n?/g, '\n').replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '').trim() : '';
   if ([...comment].length > MAX_COMMENT) return { kind: 'bad-form', why: `The comment is longer than ${MAX_COMMENT} characters.` };
   const sentKey = `sent:${offer.seq}:${partstat}`;
-  const sentAt = Number(v.state[sentKey] ?? NaN);
-  if (form.again !== '1' && Number.isFinite(sentAt) && now - sentAt < RESEND_WINDOW_MS) return { kind: 'already-sent', partstat };
+  // "Already sent" only when it is the last answer sent for this version: accepted → declined → accepted
+  // must reach the organizer again.
+  const alreadySent = (st: Partial<Record<string, string>>) => {
+    const at = Number(st[sentKey] ?? NaN);
+    return form.again !== '1' && st.ps === partstat && st['ps:seq'] === String(offer.seq) && Number.isFinite(at) && now - at < RESEND_WINDOW_MS;
+  };
+  if (alreadySent(v.state)) return { kind: 'already-sent', partstat };
   if (!(await store.lock(v.r, v.evkey, 15))) return { kind: 'busy' };
   try {
     // Re-read under the lock: a concurrent submit may have finished between our read and the lock.
     const state = (await store.event(v.r, v.evkey)) ?? {};
-    const again = Number(state[sentKey] ?? NaN);
-    if (form.again !== '1' && Number.isFinite(again) && now - again < RESEND_WINDOW_MS) return { kind: 'already-sent', partstat };
+    if (alreadySent(state)) return { kind: 'already-sent', partstat };
     const t = offer.target;
     const ical = buildReply(t.ical as string, { attendee: offer.attendee.value, partstat, comment: comment || null, now: new Date(now) });
     const ev = t.event!;
