@@ -153,12 +153,15 @@ export function breakTextLines(text: string, max = MAX_FOOTER_LINE): string {
     for (const ch of line) {
       cur.push(ch);
       len += weight(ch.codePointAt(0) as number, false);
-      if (len <= max) continue;
-      const blank = cur.lastIndexOf(' ', cur.length - 2);
-      const cut = blank > 0 ? blank : cur.length - 1;
-      out.push(cur.slice(0, cut).join('').trimEnd());
-      cur = cur.slice(blank > 0 ? cut + 1 : cut);
-      len = cur.reduce((n, c) => n + weight(c.codePointAt(0) as number, false), 0);
+      // after a cut at a blank, what follows it may still pass max (a short word, a blank, then wide characters):
+      // then it is cut again, between characters
+      while (len > max && cur.length > 1) {
+        const blank = cur.lastIndexOf(' ', cur.length - 2);
+        const cut = blank > 0 ? blank : cur.length - 1;
+        out.push(cur.slice(0, cut).join('').trimEnd());
+        cur = cur.slice(blank > 0 ? cut + 1 : cut);
+        len = cur.reduce((n, c) => n + weight(c.codePointAt(0) as number, false), 0);
+      }
     }
     out.push(cur.join(''));
     return out.join('\r\n');

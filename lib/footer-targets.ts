@@ -28,7 +28,9 @@ const KNOWN_CTE = new Set(['7bit', '8bit', 'binary', 'quoted-printable', 'base64
 /** A text part a reader would show as the message body (whatever its charset or encoding). */
 function isBodyText(p: MimePart): boolean {
   if (p.multipart || (p.contentType !== 'text/plain' && p.contentType !== 'text/html')) return false;
-  if (isClassifierPart(p) || p.disposition === 'attachment') return false;
+  if (isClassifierPart(p)) return false;
+  // an unknown disposition ("attachement", "file" …) is an attachment (RFC 2183 2.8; mailparser shows it so)
+  if (p.disposition !== null && p.disposition !== 'inline') return false;
   // a named part without an explicit inline disposition is shown as an attachment by most clients
   return !(p.filename && p.disposition !== 'inline');
 }

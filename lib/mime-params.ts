@@ -48,11 +48,14 @@ const unescapeQuoted = (v: string): string => (v.includes('\\') ? v.replace(/\\(
 
 function unquote(v: string): string {
   v = v.trim();
-  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
-    return unescapeQuoted(v.slice(1, -1));
+  if (!v.startsWith('"')) return v;
+  // a value is a token or a quoted string: what follows the closing quote is junk (as libmime and Python read it)
+  for (let i = 1; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0x5c) i++;
+    else if (c === 0x22) return unescapeQuoted(v.slice(1, i));
   }
-  if (v.startsWith('"')) return unescapeQuoted(v.slice(1)); // unterminated quote: take the rest
-  return v;
+  return unescapeQuoted(v.slice(1)); // unterminated quote: take the rest
 }
 
 function decodeBytes(bytes: Buffer, charset: string): string {
@@ -82,27 +85,52 @@ function percentDecode(s: string): Buffer {
   return Buffer.from(out);
 }
 
-/** Decodes RFC 2047 encoded words (`=?charset?B|Q?…?=`); whitespace between adjacent words is dropped. */
+/** Q encoding (RFC 2047 4.2): "_" is a space and "=XX" a byte; anything else, "%" too, stands for itself. */
+function decodeQ(s: string): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3d && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+      out.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (c === 0x5f) {
+      out.push(0x20);
+    } else if (c < 0x80) {
+      out.push(c);
+    } else {
+      out.push(...Buffer.from(s[i], 'utf8'));
+    }
+  }
+  return Buffer.from(out);
+}
+
+/**
+ * Decodes RFC 2047 encoded words (`=?charset?B|Q?…?=`); whitespace between adjacent words is dropped.
+ * Adjacent words in one charset decode as one byte run: mailers split long names inside a character.
+ */
 export function decodeEncodedWords(s: string): string {
   if (!s.includes('=?')) return s;
   const re = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
   let out = '';
   let last = 0;
-  let prevWasWord = false;
+  let pending: Buffer[] = [];
+  let pendingCharset = '';
+  const flush = () => {
+    if (pending.length) out += decodeBytes(Buffer.concat(pending), pendingCharset);
+    pending = [];
+  };
   for (let m = re.exec(s); m; m = re.exec(s)) {
     const between = s.slice(last, m.index);
-    if (!(prevWasWord && /^\s*$/.test(between))) out += between;
     const charset = m[1].split('*')[0]; // RFC 2231 language suffix
-    let bytes: Buffer;
-    if (m[2].toLowerCase() === 'b') {
-      bytes = Buffer.from(m[3], 'base64');
-    } else {
-      bytes = percentDecode(m[3].replace(/_/g, ' ').replace(/=([0-9a-fA-F]{2})/g, '%$1'));
-    }
-    out += decodeBytes(bytes, charset);
+    const adjacent = pending.length > 0 && /^\s*$/.test(between);
+    if (!adjacent || charset.toLowerCase() !== pendingCharset.toLowerCase()) flush();
+    if (!adjacent) out += between;
+    pendingCharset = charset;
+    // a B word decodes to whole bytes on its own (its padding may end it early); the bytes of adjacent words join
+    pending.push(m[2].toLowerCase() === 'b' ? Buffer.from(m[3], 'base64') : decodeQ(m[3]));
     last = re.lastIndex;
-    prevWasWord = true;
   }
+  flush();
   return out + s.slice(last);
 }
 
@@ -136,7 +164,7 @@ export function parseHeaderValue(raw: string): HeaderValue {
       plain[key] = unquote(val);
     }
   }
-  if (!continued) return withDecodedNames(value, plain);
+  if (!continued) return withDecodedNames(value, plain, []);
   const params: Record<string, string> = {};
   for (const [base, list] of continued) {
     list.sort((a, b) => a.n - b.n);
@@ -168,12 +196,15 @@ export function parseHeaderValue(raw: string): HeaderValue {
   }
   // an RFC 2231 value is the better one when both forms are present
   for (const [k, v] of Object.entries(plain)) if (!(k in params)) params[k] = v;
-  return withDecodedNames(value, params);
+  return withDecodedNames(value, params, [...continued.keys()]);
 }
 
-/** Encoded words in name/filename values are decoded. */
-function withDecodedNames(value: string, params: Record<string, string>): HeaderValue {
-  if (params.name) params.name = decodeEncodedWords(params.name);
-  if (params.filename) params.filename = decodeEncodedWords(params.filename);
+/**
+ * Encoded words in name/filename values are decoded; not in a value given in RFC 2231 form, which is
+ * decoded already (as mailsplit reads it: `filename*=utf-8''a%3D%3Futf-8%3FQ%3F%3D2Eics%3F%3D` is no .ics).
+ */
+function withDecodedNames(value: string, params: Record<string, string>, rfc2231: string[]): HeaderValue {
+  if (params.name && !rfc2231.includes('name')) params.name = decodeEncodedWords(params.name);
+  if (params.filename && !rfc2231.includes('filename')) params.filename = decodeEncodedWords(params.filename);
   return { value, params };
 }

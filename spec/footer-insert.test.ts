@@ -11,6 +11,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { analyzeMessage, isClassifierPart } from '../lib/mime-structure.js';
 import { chooseTargets, hasMarker, planRewrite, rewriteMessage, RewriteRefused, type Targets } from '../lib/footer-insert.js';
 import { appendTextFooter, footerLines, insertHtmlFooter } from '../lib/part-footer.js';
+import { breakTextLines } from '../lib/footer-lines.js';
 import { charsetInfo, decodeQP } from '../lib/part-codec.js';
 import { Spool } from '../lib/spool.js';
 import type { MessageStructure, MimePart } from '../lib/types.js';
@@ -521,5 +522,16 @@ test('an empty text/plain alternative next to the calendar gets the footer as it
     await checkProperties(`empty text ${JSON.stringify(lb)}`, raw, r.out, r.structure);
     const parsed = await simpleParser(r.out);
     assert.ok(parsed.text?.includes(URL) || parsed.text?.includes('cal.example.org'), 'the footer is the text');
+  }
+});
+
+test('footer text lines: no line passes the limit, also when the text after the last blank is long', () => {
+  // bytes a line may take: 4 for each non-ASCII code point (UTF-8, GB18030), as footer-lines counts them
+  const bytes = (l: string) => Array.from(l).reduce((n, c) => n + (c.codePointAt(0)! < 0x80 ? 1 : 4), 0);
+  const cases: Array<[string, number]> = [['a €€€', 10], ['a b€€€€€€€€', 10], ['a ' + 'b' + '会'.repeat(230), 900], ['会議 x ' + '会'.repeat(500) + ' end', 900]];
+  for (const [text, max] of cases) {
+    const out = breakTextLines(text, max);
+    for (const line of out.split('\r\n')) assert.ok(bytes(line) <= max, `${JSON.stringify(text.slice(0, 12))} at ${max}: a line of ${bytes(line)} bytes`);
+    assert.equal(out.replace(/\r\n/g, '').replace(/ /g, ''), text.replace(/ /g, ''), 'nothing but blanks lost');
   }
 });

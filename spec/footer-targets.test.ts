@@ -72,3 +72,15 @@ test('unchanged choices: next to the calendar, at depth, Zoom-style, attachments
   r = await targets(mp('alternative', 'b1', [CAL]));
   assert.deepEqual([r.t.plain, r.t.html, r.t.wrap, r.t.wrapPart], [null, null, true, 0]);
 });
+
+test('an unknown disposition is an attachment (RFC 2183 2.8, as mailparser shows it): never a body, with or without a name', async () => {
+  for (const disp of ['attachement', 'file', 'x-attached; filename="notes.txt"', 'form-data; name="notes"']) {
+    const { t, at } = await targets(mp('mixed', 'b1', [plain('attached text', `Content-Disposition: ${disp}\r\n`), plain('body'), CAL]));
+    assert.deepEqual([t.plain, t.html, t.wrap], [at('text/plain', 1), null, false], `${disp}: ${t.reason}`);
+    const alone = await targets(mp('alternative', 'b1', [plain('attached text', `Content-Disposition: ${disp}\r\n`), html('body'), CAL]));
+    assert.deepEqual([alone.t.plain, alone.t.html, alone.t.wrap], [null, alone.at('text/html'), false], `${disp}: ${alone.t.reason}`);
+  }
+  // case and comments do not matter for the two known ones
+  const r = await targets(mp('mixed', 'b1', [plain('body', 'Content-Disposition: INLINE (shown)\r\n'), CAL]));
+  assert.deepEqual([r.t.plain, r.t.wrap], [r.at('text/plain'), false], r.t.reason);
+});

@@ -152,6 +152,22 @@ test('parseHeaderValue: lenient and RFC 2231 / 2047 aware', () => {
   assert.deepEqual(parseHeaderValue(''), { value: '', params: {} });
 });
 
+test('parseHeaderValue: encoded words split inside a character, RFC 2231 decoded once, junk after a closing quote', () => {
+  // mailers split a long name into words at byte boundaries: adjacent words of one charset decode together (libmime does)
+  assert.equal(parseHeaderValue('attachment; filename="=?UTF-8?B?ww==?= =?UTF-8?B?qQ==?=.ics"').params.filename, 'é.ics');
+  assert.equal(parseHeaderValue('attachment; filename="=?UTF-8?Q?=C3?= =?UTF-8?Q?=A9t=C3=A9.ics?="').params.filename, 'été.ics');
+  assert.equal(parseHeaderValue('attachment; filename="=?UTF-8?Q?caf?= =?ISO-8859-1?Q?=E9?=.ics"').params.filename, 'café.ics');
+  // Q: only "=XX" is an escape, a literal "%" stays
+  assert.equal(parseHeaderValue('attachment; filename="=?UTF-8?Q?50%41_off.ics?="').params.filename, '50%41 off.ics');
+  // an RFC 2231 value is decoded once, as mailsplit does: what it decodes to is not read for encoded words again
+  assert.equal(parseHeaderValue("attachment; filename*=utf-8''a%3D%3Futf-8%3FQ%3F%3D2Eics%3F%3D").params.filename, 'a=?utf-8?Q?=2Eics?=');
+  assert.equal(parseHeaderValue("text/plain; name*0*=utf-8''a%3D%3Futf-8%3FQ%3F; name*1=%3D2Eics?=").params.name, 'a=?utf-8?Q?%3D2Eics?=');
+  // a parameter value is a token or a quoted string: what follows the closing quote is not part of it (libmime, Python)
+  assert.equal(parseHeaderValue('text/plain; charset="utf-8"x; format=flowed').params.charset, 'utf-8');
+  assert.equal(parseHeaderValue('attachment; filename="a \\"b\\".txt"junk').params.filename, 'a "b".txt');
+  assert.equal(parseHeaderValue('attachment; filename="a.txt').params.filename, 'a.txt'); // unterminated: the rest
+});
+
 test('garbage and truncated MIME: never throws, says damaged', async () => {
   const cases: Array<[string, Buffer, boolean]> = [
     ['empty', Buffer.alloc(0), false],
