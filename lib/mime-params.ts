@@ -69,31 +69,20 @@ function decodeBytes(bytes: Buffer, charset: string): string {
   return bytes.toString('latin1');
 }
 
-function percentDecode(s: string): Buffer {
+/**
+ * Bytes of a value where `escape` + two hex digits is one byte: "%" for RFC 2231, "=" for the Q
+ * encoding of RFC 2047 4.2, where "_" is also a space. Anything else, the other escape too, stands
+ * for itself; raw 8-bit text where only escapes belong is kept readable as UTF-8.
+ */
+function escapedBytes(s: string, escape: '%' | '='): Buffer {
   const out: number[] = [];
+  const esc = escape.charCodeAt(0);
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+    if (c === esc && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
       out.push(parseInt(s.slice(i + 1, i + 3), 16));
       i += 2;
-    } else if (c < 0x80) {
-      out.push(c);
-    } else {
-      out.push(...Buffer.from(s[i], 'utf8')); // raw 8-bit text where only %xx belongs: keep it readable
-    }
-  }
-  return Buffer.from(out);
-}
-
-/** Q encoding (RFC 2047 4.2): "_" is a space and "=XX" a byte; anything else, "%" too, stands for itself. */
-function decodeQ(s: string): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x3d && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
-      out.push(parseInt(s.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c === 0x5f) {
+    } else if (c === 0x5f && escape === '=') {
       out.push(0x20);
     } else if (c < 0x80) {
       out.push(c);
@@ -127,7 +116,7 @@ export function decodeEncodedWords(s: string): string {
     if (!adjacent) out += between;
     pendingCharset = charset;
     // a B word decodes to whole bytes on its own (its padding may end it early); the bytes of adjacent words join
-    pending.push(m[2].toLowerCase() === 'b' ? Buffer.from(m[3], 'base64') : decodeQ(m[3]));
+    pending.push(m[2].toLowerCase() === 'b' ? Buffer.from(m[3], 'base64') : escapedBytes(m[3], '='));
     last = re.lastIndex;
   }
   flush();
@@ -185,7 +174,7 @@ export function parseHeaderValue(raw: string): HeaderValue {
             v = q[2];
           }
         }
-        pending.push(percentDecode(v));
+        pending.push(escapedBytes(v, '%'));
       } else {
         flush();
         text += v;

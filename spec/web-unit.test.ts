@@ -11,11 +11,12 @@ import { createWebApp, SECURITY_HEADERS } from '../lib/web/server.js';
 import { formatWhen, describeRule } from '../lib/web/format.js';
 import { expiry } from '../lib/snapshot-ingest.js';
 import { loadConfig } from '../lib/config.js';
-import { webSettings } from '../lib/snapshot-config.js';
+import { webSettings, type WebSettings } from '../lib/snapshot-config.js';
 import { ConfigError } from '../lib/config.js';
 import { ics, inviteMail } from './helpers/web-fixtures.js';
 import { ingestMail, testSettings, viewPath } from './helpers/web-ingest.js';
 import { startRedis } from './helpers/redis.js';
+import { startSink, type Sink } from './helpers/sink.js';
 import { simpleParser } from 'mailparser';
 import ICAL from 'ical.js';
 import { composeReply } from '../lib/web/reply-mail.js';
@@ -429,11 +430,7 @@ test('POST checks: foreign Origin or Sec-Fetch-Site → 403, wrong type → 415,
 });
 
 test('agenda: sign-in link by mail (GET does not consume it), session, agenda with the invitation; link mode', async () => {
-  const { startSink } = await import('./helpers/sink.js');
-  const mta = await startSink();
-  try {
-    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
-    const store = new MemorySnapshotStore();
+  await withRsvpMta(async ({ mta, settings, store }) => {
     const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000' })), ['ann@example.net'], store, settings);
     const app = createWebApp({ settings, store, log: silent });
     const page = await (await app.request(viewPath(d))).text();
@@ -459,9 +456,7 @@ test('agenda: sign-in link by mail (GET does not consume it), session, agenda wi
     const linkMode = createWebApp({ settings: testSettings({ web_agenda_auth: 'link' }).settings, store, log: silent });
     assert.match(await (await linkMode.request(`${viewPath(d)}/calendar?from=2027-12-01&days=7`)).text(), /Budget review/);
     assert.equal((await app.request(`${viewPath(d)}/calendar`)).status, 404, 'link mode is opt-in');
-  } finally {
-    await mta.close();
-  }
+  });
 });
 
 test('rate limits: a flood of client addresses in one scope does not reset the per-recipient and per-link limits', async () => {
@@ -523,16 +518,29 @@ test('a calendar over the storage cap keeps the facts only: no huge UID or Messa
   assert.equal((await store.snapshot(c.r, c.rid))!.evkey, (await store.snapshot(first.r, first.rid))!.evkey);
 });
 
+/**
+ * An RSVP setup: a real SMTP sink as the MTA the web view submits to, its settings and an empty
+ * memory store; the sink is closed whatever `run` does.
+ */
+async function withRsvpMta(
+  run: (x: { mta: Sink; settings: WebSettings; store: MemorySnapshotStore }) => Promise<void>,
+  sinkOpts: Parameters<typeof startSink>[0] = {},
+): Promise<void> {
+  const mta = await startSink(sinkOpts);
+  try {
+    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
+    await run({ mta, settings, store: new MemorySnapshotStore() });
+  } finally {
+    await mta.close();
+  }
+}
+
 /** The RSVP form's token on a message page. */
 const rsvpToken = (page: string) => /action="[^"]*\/rsvp"[\s\S]*?name="f" value="([^"]+)"/.exec(page)?.[1];
 
 test('RSVP mail: a valid iMIP REPLY; a failed submission records nothing; changing the answer back sends it', async () => {
-  const { startSink } = await import('./helpers/sink.js');
   let refuse = true;
-  const mta = await startSink({ behaviour: (q) => (q.phase === 'data' && refuse ? { code: 451, text: '4.3.0 try later' } : undefined) });
-  try {
-    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
-    const store = new MemorySnapshotStore();
+  await withRsvpMta(async ({ mta, settings, store }) => {
     const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000', sequence: 3 })), ['ann@example.net'], store, settings);
     const app = createWebApp({ settings, store, log: silent });
     const path = viewPath(d);
@@ -586,17 +594,11 @@ test('RSVP mail: a valid iMIP REPLY; a failed submission records nothing; changi
     // The same answer as the last one sent is still not sent twice.
     assert.equal((await post('ACCEPTED')).status, 200);
     assert.equal(mta.messages.length, 4);
-  } finally {
-    await mta.close();
-  }
+  }, { behaviour: (q) => (q.phase === 'data' && refuse ? { code: 451, text: '4.3.0 try later' } : undefined) });
 });
 
 test('RSVP goes only to the organizer bound to the event: another sender\'s instance with the same UID gets no REPLY', async () => {
-  const { startSink } = await import('./helpers/sink.js');
-  const mta = await startSink();
-  try {
-    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
-    const store = new MemorySnapshotStore();
+  await withRsvpMta(async ({ mta, settings, store }) => {
     const series = { start: '20271203T090000', end: '20271203T100000', rrule: 'FREQ=WEEKLY;COUNT=10', uid: 'bound-1@example.org' };
     await ingestMail(inviteMail(ics(series), { messageId: 'b0@example.org' }), ['ann@example.net'], store, settings);
     const mallory = ics({ ...series, rrule: undefined, recurrenceId: '20271210T090000', start: '20271210T100000', end: '20271210T110000', sequence: 1 })
@@ -611,9 +613,7 @@ test('RSVP goes only to the organizer bound to the event: another sender\'s inst
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(mta.messages.map((m) => m.envelope.to.map((r) => r.address)), [], `no REPLY to anyone but the bound organizer (status ${res.status})`);
     assert.equal(res.status, 409);
-  } finally {
-    await mta.close();
-  }
+  });
 });
 
 test('REPLY subject: a long SUMMARY is cut between characters, never inside a surrogate pair', async () => {
@@ -628,11 +628,7 @@ test('REPLY subject: a long SUMMARY is cut between characters, never inside a su
 });
 
 test('RSVP comment: control characters from the form never reach the REPLY (RFC 5545 TEXT has no CTLs)', async () => {
-  const { startSink } = await import('./helpers/sink.js');
-  const mta = await startSink();
-  try {
-    const { settings } = testSettings({ rsvp_smtp_url: `smtp://127.0.0.1:${mta.port}`, rsvp_envelope_from: 'calendar-bounces@example.net' });
-    const store = new MemorySnapshotStore();
+  await withRsvpMta(async ({ mta, settings, store }) => {
     const [d] = await ingestMail(inviteMail(ics({ start: '20271203T090000', end: '20271203T100000' })), ['ann@example.net'], store, settings);
     const app = createWebApp({ settings, store, log: silent });
     const path = viewPath(d);
@@ -646,7 +642,5 @@ test('RSVP comment: control characters from the form never reach the REPLY (RFC 
     const comment = new ICAL.Component(ICAL.parse(cal)).getFirstSubcomponent('vevent')!.getFirstPropertyValue('comment');
     assert.equal(comment, 'late by[31m 10 min\nsorry\ttoo');
     assert.doesNotMatch(m.text ?? '', /[\u0000\u001b\u007f]/);
-  } finally {
-    await mta.close();
-  }
+  });
 });
