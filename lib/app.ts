@@ -28,11 +28,20 @@ export async function createApp(config: Config, log: LogFn): Promise<FilterApp> 
   const app: FilterApp = { config, log, hooks: new HookRegistry(config.hook_timeout) };
   for (const name of config.hooks) {
     const mod = BUILTIN_HOOKS[name];
-    if (!mod) throw new Error(`unknown hook "${name}" in hooks (known: ${Object.keys(BUILTIN_HOOKS).join(', ')})`);
-    try {
-      await mod.init(app);
-    } catch (err) {
-      throw new Error(`hook ${name}: ${(err as Error).message}`);
+    let failure: Error | null = null;
+    if (!mod) failure = new Error(`unknown hook "${name}" in hooks (known: ${Object.keys(BUILTIN_HOOKS).join(', ')})`);
+    else {
+      try {
+        await mod.init(app);
+      } catch (err) {
+        failure = new Error(`hook ${name}: ${(err as Error).message}`);
+      }
+    }
+    if (failure) {
+      // hooks started before this one may hold connections (Redis) that would keep the process
+      // alive: `filter` would hang instead of exiting 78
+      await closeApp(app).catch(() => undefined);
+      throw failure;
     }
   }
   return app;

@@ -18,6 +18,8 @@ interface Entry {
   values?: readonly string[];
   /** Extra check on strings and list items; returns an error text or null. */
   check?: (v: string) => string | null;
+  /** A list that must name at least one item (an empty one is refused). */
+  nonEmpty?: boolean;
   doc: string;
 }
 
@@ -46,7 +48,7 @@ export const CONFIG_TABLE = {
   listen: { kind: 'string', default: '127.0.0.1:10025', check: hostPort, doc: 'address the SMTP/LMTP listener binds to' },
   next_hop: { kind: 'string', default: 'smtp://127.0.0.1:10026', check: hopUrl, doc: 'where every message goes next (smtp:// or lmtp://)' },
   lmtp: { kind: 'bool', default: false, doc: 'speak LMTP on the listener (one reply per recipient after DATA)' },
-  allowed_clients: { kind: 'list', default: ['127.0.0.0/8', '::1/128'], check: cidr, doc: 'client networks allowed to connect; others get 554 5.7.1' },
+  allowed_clients: { kind: 'list', default: ['127.0.0.0/8', '::1/128'], check: cidr, nonEmpty: true, doc: 'client networks allowed to connect; others get 554 5.7.1' },
   max_message_size: { kind: 'int', default: 50 * MiB, min: 1024, max: 2048 * MiB, doc: 'largest message accepted, bytes (552 above it, from smtp-server: no enhanced status code)' },
   max_recipients: { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'recipients per transaction (452 above it, from smtp-server: no enhanced status code)' },
   max_connections: { kind: 'int', default: 100, min: 1, max: 10000, doc: 'simultaneous client connections' },
@@ -143,6 +145,7 @@ function coerce(key: string, raw: unknown, from: string): unknown {
     }
     case 'bool': {
       if (typeof raw === 'boolean') return raw;
+      if (typeof raw !== 'string' && typeof raw !== 'number') throw bad('expected true or false');
       const s = String(raw).trim().toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(s)) return true;
       if (['0', 'false', 'no', 'off'].includes(s)) return false;
@@ -159,9 +162,12 @@ function coerce(key: string, raw: unknown, from: string): unknown {
         const why = e.check?.(item);
         if (why) throw bad(`item "${item}": ${why}`);
       }
+      // an empty allow-list would turn every client away (554, a bounce) while looking healthy
+      if (e.nonEmpty && list.length === 0) throw bad('expected at least one item');
       return list;
     }
     case 'enum': {
+      if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean') throw bad(`expected one of ${e.values?.join(', ')}`);
       const s = String(raw).trim();
       if (!e.values?.includes(s)) throw bad(`expected one of ${e.values?.join(', ')}`);
       return s;
@@ -170,6 +176,9 @@ function coerce(key: string, raw: unknown, from: string): unknown {
       // A number is taken only when its text is certain (7, not 1e+40): quote other values.
       if (typeof raw !== 'string' && !Number.isSafeInteger(raw)) throw bad(typeof raw === 'number' ? 'expected a string; put the value in quotes' : 'expected a string');
       const s = String(raw);
+      // empty means "off" only for keys whose default is empty; elsewhere (listen, next_hop,
+      // link_key_id …) an empty value (CALFILTER_X= in an env file) is refused like any bad value
+      if (s === '' && e.default !== '') throw bad('must not be empty');
       const why = s === '' ? null : e.check?.(s);
       if (why) throw bad(why);
       return s;

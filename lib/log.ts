@@ -9,6 +9,7 @@ const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 const LEVELS: Record<string, Level> = {
   'smtp.connect': 'debug',
   'smtp.refused': 'warn',
+  'smtp.error': 'error',
   'message.error': 'error',
   'message.incomplete': 'warn',
   'message.passthrough': 'warn',
@@ -42,16 +43,44 @@ export function createLogger(opts: { level?: string; out?: NodeJS.WritableStream
   const min = RANK[(opts.level as Level) ?? 'info'] ?? RANK.info;
   const out = opts.out ?? process.stdout;
   return (event, fields = {}) => {
-    const level = (fields.level as Level | undefined) ?? LEVELS[event] ?? 'info';
+    const asked = fields.level;
+    const level: Level = typeof asked === 'string' && Object.hasOwn(RANK, asked) ? (asked as Level) : (LEVELS[event] ?? 'info');
     if (RANK[level] < min) return;
+    const head = { ts: new Date().toISOString(), level, event };
+    // ts, level and event are ours: a field of the same name does not replace them
+    const own = (k: string) => k !== 'ts' && k !== 'level' && k !== 'event';
     let line: string;
     try {
-      line = JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields });
+      const record: Record<string, unknown> = { ...head };
+      for (const [k, v] of Object.entries(fields)) if (own(k)) record[k] = v;
+      line = JSON.stringify(record, jsonSafe);
     } catch {
-      line = JSON.stringify({ ts: new Date().toISOString(), level, event, fields: String(fields) });
+      // a cycle, a throwing getter or toJSON: each field on its own, the bad ones as text
+      const record: Record<string, unknown> = { ...head };
+      for (const k of Object.keys(fields)) if (own(k)) record[k] = fieldValue(fields, k);
+      line = JSON.stringify(record, jsonSafe);
     }
     out.write(line + '\n');
   };
+}
+
+/** JSON has no BigInt: written as its decimal text. */
+function jsonSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+/** One field as JSON can take it: its JSON when it serialises, else its string form, else a marker. */
+function fieldValue(fields: Record<string, unknown>, key: string): unknown {
+  try {
+    const json = JSON.stringify(fields[key], jsonSafe);
+    return json === undefined ? undefined : (JSON.parse(json) as unknown);
+  } catch {
+    try {
+      return String(fields[key]);
+    } catch {
+      return '[unserialisable]';
+    }
+  }
 }
 
 /** A logger that drops everything (for library use and quiet tests). */

@@ -11,7 +11,7 @@ import { ConfigError, type Config } from './config.js';
 import { greetingProbe, parseHttpAddress, startStatusServer, type Probe, type StatusServer } from './http-status.js';
 import type { LogFn } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { isLoopbackAddress, isLoopbackNetwork } from './net-allow.js';
+import { buildAllowList, isLoopbackAddress, isLoopbackNetwork } from './net-allow.js';
 import { redact } from './override-config.js';
 import { handleTransaction } from './pipeline.js';
 import { HopSessions, parseNextHop } from './relay.js';
@@ -134,6 +134,12 @@ function checkExposure(host: string, config: Config, log: LogFn): void {
         `so every remote MTA would be refused: set allowed_clients to the MTA's addresses (CALFILTER_ALLOWED_CLIENTS=172.18.0.0/16 in a container), or listen on 127.0.0.1`,
     );
   }
-  const wide = config.allowed_clients.filter((c) => /\/0$/.test(c));
+  const wide = config.allowed_clients.filter(admitsEveryAddress);
   if (wide.length) log('config.wide_allow_list', { allowed_clients: config.allowed_clients, note: `${wide.join(',')} admits every address: anyone who reaches the listener can relay through the next hop` });
+}
+
+/** 0.0.0.0/0, but also 0.0.0.0/00, ::/0 or ::ffff:0:0/96: the entry admits every IPv4 or every IPv6 address. */
+function admitsEveryAddress(cidr: string): boolean {
+  const admits = buildAllowList([cidr]);
+  return (admits('0.0.0.0') && admits('255.255.255.255')) || (admits('::') && admits('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'));
 }

@@ -178,3 +178,82 @@ test('CLI: --help (or -h) after a command prints the usage on stdout and exits 0
   assert.equal(v.status, 0, v.stderr.toString());
   assert.match(v.stdout.toString(), /"recipient": "-h"/);
 });
+
+// --- review regressions: empty values, values of the wrong shape, hooks released when the start fails, the log line ---
+
+test('config: an empty value (CALFILTER_X= in an env file) is refused where empty means nothing, kept where it means "off"', () => {
+  const refused: Array<[string, RegExp]> = [
+    ['CALFILTER_NEXT_HOP', /next_hop/],
+    ['CALFILTER_LISTEN', /listen/],
+    ['CALFILTER_LINK_KEY_ID', /link_key_id/],
+    ['CALFILTER_URL_TEMPLATE', /url_template/],
+    ['CALFILTER_ALLOWED_CLIENTS', /allowed_clients/],
+  ];
+  for (const [name, re] of refused) {
+    assert.throws(() => loadConfig({ env: { [name]: '' } }), (e: unknown) => e instanceof ConfigError && re.test((e as Error).message) && (e as Error).message.includes(name), `${name}=`);
+  }
+  // an allow-list of nothing turns every MTA away with 554 (a bounce): refused, also as " , "
+  assert.throws(() => loadConfig({ flags: { allowed_clients: ' , ' } }), (e: unknown) => e instanceof ConfigError && /allowed_clients/.test((e as Error).message));
+  // keys whose default is empty keep "empty: off"
+  const c = loadConfig({ env: { CALFILTER_WEB_SERVER: '', CALFILTER_LINK_SECRET: '', CALFILTER_LOCAL_DOMAINS: '' } });
+  assert.equal(c.web_server, '');
+  assert.equal(c.link_secret, '');
+  assert.deepEqual(c.local_domains, []);
+  // the CLI: a bad value is a configuration error (78, not restarted by systemd), not a crash (70)
+  const r = run(['serve', '--listen', '127.0.0.1:0'], { CALFILTER_NEXT_HOP: '' });
+  assert.equal(r.status, 78, r.stderr.toString());
+  assert.match(r.stderr.toString(), /next_hop/);
+});
+
+test('config file: a list or mapping given for a bool or enum key is refused, not flattened to its text', () => {
+  const y = join(TMP, 'shape.yaml');
+  for (const text of ['lmtp: [true]\n', 'dry_run: [false]\n', 'log_level: [info]\n', 'log_level: {info: 1}\n']) {
+    writeFileSync(y, text);
+    assert.throws(() => loadConfig({ file: y }), (e: unknown) => e instanceof ConfigError && /bad value for (lmtp|dry_run|log_level)/.test((e as Error).message), text);
+  }
+});
+
+test('a hook that fails at start releases the hooks started before it (the Redis connection): `filter` exits 78, it does not hang', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bin/calendar-link-filter.ts', 'filter', '--redis', 'redis://127.0.0.1:1', '--web-server', 'cal.example.org', '--footer-text-template', '{nope}'], {
+    cwd: ROOT, input: readFileSync(join(ROOT, 'fixtures/mail/google.eml')), timeout: 15_000,
+  });
+  assert.equal(r.signal, null, 'the process ended by itself (no kill after the timeout)');
+  assert.equal(r.status, 78, r.stderr.toString());
+  assert.match(r.stderr.toString(), /footer_text_template/);
+});
+
+test('log: one line per event whatever the fields hold (BigInt, cycles, a null prototype); fields cannot rename the event', async () => {
+  const { createLogger } = await import('../lib/log.js');
+  const { Writable } = await import('node:stream');
+  const chunks: string[] = [];
+  const out = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } });
+  const log = createLogger({ level: 'debug', out });
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  const bare = Object.assign(Object.create(null) as Record<string, unknown>, { id: 'n1', size: 5n });
+  assert.doesNotThrow(() => log('message.relayed', { id: 'b1', queue_id: 'Q1', size: 10n, note: 'two\nlines' }));
+  assert.doesNotThrow(() => log('message.relayed', { id: 'c1', cyclic }));
+  assert.doesNotThrow(() => log('message.relayed', bare));
+  assert.doesNotThrow(() => log('message.relayed', { id: 'e1', event: 'forged', ts: 'forged' }));
+  const text = chunks.join('');
+  assert.ok(text.endsWith('\n'));
+  const lines = text.slice(0, -1).split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, 4, text);
+  assert.deepEqual([lines[0]!.id, lines[0]!.queue_id, lines[0]!.size, lines[0]!.note], ['b1', 'Q1', '10', 'two\nlines'], 'the other fields survive a BigInt');
+  assert.equal(lines[1]!.id, 'c1', 'the other fields survive a cycle');
+  assert.deepEqual([lines[2]!.id, lines[2]!.size], ['n1', '5']);
+  assert.equal(lines[3]!.event, 'message.relayed', 'a field named "event" does not rename the event');
+  assert.notEqual(lines[3]!.ts, 'forged');
+  for (const l of lines) assert.equal(l.event, 'message.relayed');
+});
+
+test('log: the listener failing (smtp.error) is an error, written also at log_level=warn', () => {
+  const chunks: string[] = [];
+  return import('../lib/log.js').then(async ({ createLogger }) => {
+    const { Writable } = await import('node:stream');
+    const log = createLogger({ level: 'warn', out: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } }) });
+    log('smtp.error', { error: 'listen EADDRINUSE: address already in use 127.0.0.1:25' });
+    assert.equal(chunks.length, 1);
+    assert.equal((JSON.parse(chunks[0]!) as { level: string }).level, 'error');
+  });
+});

@@ -329,6 +329,17 @@ describe('limits and refusals', () => {
       assert.ok(f.logs.some((l) => l.event === 'smtp.refused'));
     }));
 
+  test('an allow-list entry that admits every address is logged as config.wide_allow_list however it is written', async () => {
+    for (const wide of ['0.0.0.0/00', '::ffff:0.0.0.0/96', '::/0', '0.0.0.0/0']) {
+      await withPair({ allowed_clients: `127.0.0.0/8,${wide}` }, {}, async (f) => {
+        assert.ok(f.logs.some((l) => l.event === 'config.wide_allow_list'), `${wide} admits every IPv4 or IPv6 address`);
+      });
+    }
+    await withPair({ allowed_clients: '127.0.0.0/8,10.0.0.0/8,::1/128' }, {}, async (f) => {
+      assert.ok(!f.logs.some((l) => l.event === 'config.wide_allow_list'));
+    });
+  });
+
   test('a message over max_message_size gets 552 and nothing reaches the next hop', () =>
     withPair({ max_message_size: 4096 }, {}, async (f, s) => {
       const r = await transact(f.port, { from: 'a@example.org', to: ['b@example.org'], data: msg('Subject: big\n', 'z'.repeat(10000) + '\n') });
