@@ -8,6 +8,7 @@
 import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { closeApp, createApp } from './app.js';
+import { stopSignal } from './stop-signals.js';
 import { ConfigError, configKeyKind, describeConfig, loadConfig, readConfigFile, type Config } from './config.js';
 import { createLogger, type LogFn } from './log.js';
 import { planDelivery } from './plan.js';
@@ -168,14 +169,9 @@ async function serve(p: Parsed): Promise<number> {
     web_server: config.web_server || null,
     dry_run: config.dry_run,
   });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log('server.stopping', { signal, in_flight: listener.inFlight(), grace_s: config.shutdown_timeout });
-      listener.close().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const signal = await stopSignal(log, 'server');
+  log('server.stopping', { signal, in_flight: listener.inFlight(), grace_s: config.shutdown_timeout });
+  await listener.close().catch(() => undefined);
   await closeApp(app);
   log('server.stopped', {});
   return EXIT.ok;
@@ -188,14 +184,9 @@ async function milter(p: Parsed): Promise<number> {
   const server = await startMilter(config, log);
   if (!config.web_server) log('config.no_web_server', { note: 'web_server is empty: messages get no footer unless an override names a server' });
   log('milter.listening', { listen: server.address, web_server: config.web_server || null, link_policy: config.milter_link_policy, dry_run: config.dry_run });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log('milter.stopping', { signal, connections: server.connections(), grace_s: config.shutdown_timeout });
-      server.close().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const signal = await stopSignal(log, 'milter');
+  log('milter.stopping', { signal, connections: server.connections(), grace_s: config.shutdown_timeout });
+  await server.close().catch(() => undefined);
   log('milter.stopped', { ...server.stats() });
   return EXIT.ok;
 }

@@ -100,3 +100,38 @@ test('SIGTERM after the client left while its spilled message is still with a si
   assert.deepEqual(await readdir(spool), [], 'the spilled message was removed before the exit');
   assert.ok(Date.now() - t0 < 6000, `exited ${Date.now() - t0} ms after SIGTERM, not within the 1 s grace period and a margin`);
 });
+
+test('a second SIGTERM (or SIGINT) during the stop is ignored: the transaction still gets 451/421, never a dropped connection; exit 0', async (t) => {
+  const sink = await startSink({ behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) });
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '1', '--next-hop-timeout', '60']);
+  t.after(() => f.stop());
+  const pending = transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }).then((r) => r.final[0]!, (e: Error) => `closed: ${e.message}`);
+  await sink.waitFor(1, 10_000).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 200));
+  f.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 100));
+  f.kill('SIGTERM');
+  f.kill('SIGINT');
+  const reply = await pending;
+  assert.match(reply, /^(451|421)/, `the client heard a reply, not a dropped connection: ${reply}`);
+  const exit = await f.exited;
+  assert.deepEqual([exit.code, exit.signal], [0, null]);
+});
+
+test('SIGHUP neither stops nor kills the filter (there is no reload): it keeps serving, then stops on SIGTERM', async (t) => {
+  const sink = await startSink();
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`]);
+  t.after(() => f.stop());
+  f.kill('SIGHUP');
+  await new Promise((r) => setTimeout(r, 300));
+  const r = await transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA });
+  assert.match(r.final[0]!, /^250 /);
+  assert.ok(f.stdoutLines().some((l) => l.includes('"server.sighup"')), 'SIGHUP is logged');
+  f.kill('SIGTERM');
+  const exit = await f.exited;
+  assert.deepEqual([exit.code, exit.signal], [0, null]);
+});

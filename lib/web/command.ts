@@ -4,6 +4,7 @@
 // Fails: a missing or short key, or no `redis`, throws ConfigError before anything listens (exit 78);
 // a port that cannot be bound rejects with the system error. Redis trouble later is a 503 per request.
 
+import { stopSignal } from '../stop-signals.js';
 import { ConfigError, type Config } from '../config.js';
 import type { LogFn } from '../log.js';
 import { webSettings } from '../snapshot-config.js';
@@ -24,11 +25,7 @@ export async function runWeb(config: Config, log: LogFn): Promise<void> {
   const ready = await store.ready(2000);
   const server = await startWebServer({ settings, store, log }, m[1]!, Number(m[2]));
   log('web.listening', { listen: `${m[1]}:${server.port}`, base_url: settings.baseUrl, store: store.description, store_ready: ready, agenda_auth: settings.agendaAuth, rsvp: settings.rsvp.enabled ? settings.rsvp.smtpUrl : false });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => { log('web.stopping', { signal }); resolve(); };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  log('web.stopping', { signal: await stopSignal(log, 'web') });
   await server.close();
   await store.close();
   log('web.stopped', {});
