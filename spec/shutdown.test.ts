@@ -6,14 +6,28 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { freePort, startFilter } from './helpers/filter-process.js';
 import { startSink } from './helpers/sink.js';
 import { openData, transact } from './helpers/smtp-dialog.js';
 
 const DATA = Buffer.from('From: a@example.org\r\nSubject: stop\r\n\r\nbody\r\n');
 
-test('SIGTERM while the next hop holds the message: 451 or 421, never 250; the filter exits', async (t) => {
+/** A filter relaying to a sink that accepts everything; both stopped when the test ends. */
+async function servingFilter(t: TestContext, args: string[] = []) {
+  const sink = await startSink();
+  t.after(() => sink.close());
+  const port = await freePort();
+  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, ...args]);
+  t.after(() => f.stop());
+  return { f, port, sink };
+}
+
+/**
+ * A filter whose next hop took the message and stays silent (a 60 s next_hop_timeout, a 1 s grace
+ * period), and the client's pending reply ("closed: …" when its connection dropped instead).
+ */
+async function heldTransaction(t: TestContext): Promise<{ f: Awaited<ReturnType<typeof startFilter>>; pending: Promise<string> }> {
   const sink = await startSink({ behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) });
   t.after(() => sink.close());
   const port = await freePort();
@@ -22,6 +36,11 @@ test('SIGTERM while the next hop holds the message: 451 or 421, never 250; the f
   const pending = transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }).then((r) => r.final[0]!, (e: Error) => `closed: ${e.message}`);
   await sink.waitFor(1, 10_000).catch(() => undefined); // the sink has the bytes and stays silent
   await new Promise((r) => setTimeout(r, 200));
+  return { f, pending };
+}
+
+test('SIGTERM while the next hop holds the message: 451 or 421, never 250; the filter exits', async (t) => {
+  const { f, pending } = await heldTransaction(t);
   f.kill('SIGTERM');
   const reply = await pending;
   assert.doesNotMatch(reply, /^250/);
@@ -32,11 +51,7 @@ test('SIGTERM while the next hop holds the message: 451 or 421, never 250; the f
 });
 
 test('SIGTERM while a relay is in flight that finishes within the grace period: normal 250', async (t) => {
-  const sink = await startSink();
-  t.after(() => sink.close());
-  const port = await freePort();
-  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '10']);
-  t.after(() => f.stop());
+  const { f, port, sink } = await servingFilter(t, ['--shutdown-timeout', '10']);
   // hold the client inside DATA: send the command, then the body after the signal
   const d = await openData(port);
   f.kill('SIGTERM');
@@ -50,11 +65,7 @@ test('SIGTERM while a relay is in flight that finishes within the grace period: 
 });
 
 test('after SIGTERM no new connection is served', async (t) => {
-  const sink = await startSink();
-  t.after(() => sink.close());
-  const port = await freePort();
-  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`]);
-  t.after(() => f.stop());
+  const { f, port, sink } = await servingFilter(t);
   f.kill('SIGTERM');
   await f.exited;
   await assert.rejects(transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }));
@@ -102,14 +113,7 @@ test('SIGTERM after the client left while its spilled message is still with a si
 });
 
 test('a second SIGTERM (or SIGINT) during the stop is ignored: the transaction still gets 451/421, never a dropped connection; exit 0', async (t) => {
-  const sink = await startSink({ behaviour: (q) => (q.phase === 'data' ? 'silent' : undefined) });
-  t.after(() => sink.close());
-  const port = await freePort();
-  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`, '--shutdown-timeout', '1', '--next-hop-timeout', '60']);
-  t.after(() => f.stop());
-  const pending = transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA }).then((r) => r.final[0]!, (e: Error) => `closed: ${e.message}`);
-  await sink.waitFor(1, 10_000).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 200));
+  const { f, pending } = await heldTransaction(t);
   f.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 100));
   f.kill('SIGTERM');
@@ -121,11 +125,7 @@ test('a second SIGTERM (or SIGINT) during the stop is ignored: the transaction s
 });
 
 test('SIGHUP neither stops nor kills the filter (there is no reload): it keeps serving, then stops on SIGTERM', async (t) => {
-  const sink = await startSink();
-  t.after(() => sink.close());
-  const port = await freePort();
-  const f = await startFilter(['serve', '--listen', `127.0.0.1:${port}`, '--next-hop', `smtp://127.0.0.1:${sink.port}`]);
-  t.after(() => f.stop());
+  const { f, port } = await servingFilter(t);
   f.kill('SIGHUP');
   await new Promise((r) => setTimeout(r, 300));
   const r = await transact(port, { from: 'a@example.org', to: ['b@example.org'], data: DATA });
