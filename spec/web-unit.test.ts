@@ -180,25 +180,32 @@ async function supersede(store: SnapshotStore, name: string): Promise<void> {
   assert.ok(await store.snapshot(r, 'c'), 'older snapshots stay readable (their links say "newer version")');
 }
 
+/** The snapshot store on a real redis-server the test starts (its Lua scripts), closed whatever `run` does. */
+async function withLuaStore(run: (store: SnapshotStore, redis: Awaited<ReturnType<typeof startRedis>>) => Promise<void>): Promise<void> {
+  const redis = await startRedis();
+  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
+  try {
+    assert.ok(await store.ready(2000));
+    await run(store, redis);
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+}
+
 test('supersede rules: memory store', async () => {
   await supersede(new MemorySnapshotStore(), 'mem');
 });
 
 test('supersede rules: the Lua script on a real redis-server, every key in one slot, TTLs set', async () => {
-  const redis = await startRedis();
-  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
-  try {
-    assert.ok(await store.ready(2000));
+  await withLuaStore(async (store, redis) => {
     await supersede(store, 'lua');
     const keys = (await redis.cli('KEYS', '*')).split('\n').filter(Boolean);
     assert.ok(keys.length >= 5);
     const tags = new Set(keys.map((k) => /\{([^}]+)\}/.exec(k)?.[1]));
     assert.equal(tags.size, 1, 'one hash tag');
     for (const k of keys) assert.ok(Number(await redis.cli('TTL', k)) > 0, `TTL on ${k}`);
-  } finally {
-    await store.close();
-    await redis.stop();
-  }
+  });
 });
 
 /** A store's ingest of one version of event 'ev1' for `who`, expiring `ttl` seconds from `nowS`. */
@@ -236,15 +243,9 @@ test('REPLY, COUNTER, REFRESH, DECLINECOUNTER never supersede the organizer\'s v
 });
 
 test('REPLY, COUNTER, REFRESH, DECLINECOUNTER never supersede the organizer\'s version nor lift a cancellation: Lua on redis-server', async () => {
-  const redis = await startRedis();
-  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
-  try {
-    assert.ok(await store.ready(2000));
+  await withLuaStore(async (store, redis) => {
     await attendeeMessages(store, 'lua-att');
-  } finally {
-    await store.close();
-    await redis.stop();
-  }
+  });
 });
 
 test('the current version outlives every older snapshot of its slot (else an old link reads as current again)', async () => {
@@ -263,10 +264,7 @@ test('the current version outlives every older snapshot of its slot (else an old
   nowMs += 320 * 86_400_000;
   assert.equal(await mem.snapshot(r, 'v2'), null, 'nothing lives past the longest of them');
 
-  const redis = await startRedis();
-  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
-  try {
-    assert.ok(await store.ready(2000));
+  await withLuaStore(async (store, redis) => {
     const t = Math.floor(Date.now() / 1000);
     await store.ingest(version(r, 'v1', 0, '20261101T000000Z', 'REQUEST', t, 300 * 86_400), 1000);
     await store.ingest(version(r, 'v2', 1, '20261102T000000Z', 'REQUEST', t, 3 * 86_400), 1000);
@@ -275,20 +273,14 @@ test('the current version outlives every older snapshot of its slot (else an old
     const [t0, t1, t2] = [await ttl('v0'), await ttl('v1'), await ttl('v2')];
     assert.ok(t2 >= t1 && t2 >= t0, `current v2 TTL ${t2} ≥ v1 ${t1}, v0 ${t0}`);
     assert.ok(t2 <= 330 * 86_400, 'but no longer than the longest');
-  } finally {
-    await store.close();
-    await redis.stop();
-  }
+  });
 });
 
 test('setEventFields on an event state that is gone creates no key without a TTL', async () => {
   const mem = new MemorySnapshotStore();
   await mem.setEventFields('AAAAAAAAAAAAAAAA', 'gone', { ps: 'ACCEPTED' });
   assert.deepEqual(mem.keys(), []);
-  const redis = await startRedis();
-  const store = openSnapshotStore(redis.url, 'calfilter:web:', 2000);
-  try {
-    assert.ok(await store.ready(2000));
+  await withLuaStore(async (store, redis) => {
     const r = recipientTag(S.rcptKey, 'gone@example.net');
     await store.setEventFields(r, 'gone', { ps: 'ACCEPTED', 'sent:0:ACCEPTED': '1' });
     assert.equal(await redis.cli('EXISTS', `calfilter:web:{${r}}:e:gone`), '0', 'no immortal key (the state had expired or was evicted)');
@@ -297,10 +289,7 @@ test('setEventFields on an event state that is gone creates no key without a TTL
     await store.setEventFields(r, 'ev1', { ps: 'ACCEPTED' });
     assert.equal((await store.event(r, 'ev1'))?.ps, 'ACCEPTED', 'a live state is updated');
     assert.ok(Number(await redis.cli('TTL', `calfilter:web:{${r}}:e:ev1`)) > 0);
-  } finally {
-    await store.close();
-    await redis.stop();
-  }
+  });
 });
 
 test('DTEND before DTSTART: a future meeting neither expires before it starts nor reads as over', async () => {
