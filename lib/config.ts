@@ -194,6 +194,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  const twice = repeatedKey(text);
+  if (twice !== null) throw new ConfigError(`config file ${path}: ${twice} is given twice`);
   let data: unknown;
   try {
     data = /\.json$/i.test(path) ? JSON.parse(text) : parseYamlConfig(text);
@@ -203,6 +205,22 @@ export function readConfigFile(path: string): Record<string, unknown> {
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${path}: expected a mapping of keys to values`);
   return data as Record<string, unknown>;
+}
+
+/**
+ * The first top-level key given twice, or null. JSON.parse lets the last one win silently and YAML's
+ * own error names only a line; the text read as YAML 1.2 (a superset of JSON) tells which key.
+ */
+function repeatedKey(text: string): string | null {
+  const doc = parseDocument(text, { uniqueKeys: false });
+  if (!isMap(doc.contents)) return null;
+  const seen = new Set<string>();
+  for (const item of doc.contents.items) {
+    const key = String(isScalar(item.key) ? item.key.value : item.key);
+    if (seen.has(key)) return key;
+    seen.add(key);
+  }
+  return null;
 }
 
 /**

@@ -158,6 +158,18 @@ test('config file: a JSON file saved with a byte-order mark (Windows editors) is
   assert.equal(loadConfig({ file: j }).web_server, 'bom.example');
 });
 
+test('config file: a key given twice is refused naming it, in JSON as in YAML (not the last one silently winning)', () => {
+  const j = join(TMP, 'dup.json');
+  writeFileSync(j, '{"web_server": "a.example", "max_recipients": 5, "web_server": "b.example"}');
+  assert.throws(() => loadConfig({ file: j }), (e: Error) => e instanceof ConfigError && /web_server/.test(e.message) && /twice|unique|duplicate/i.test(e.message));
+  const y = join(TMP, 'dup.yaml');
+  writeFileSync(y, 'web_server: a.example\nweb_server: b.example\n');
+  assert.throws(() => loadConfig({ file: y }), (e: Error) => e instanceof ConfigError && /unique|duplicate|twice/i.test(e.message));
+  // a value that merely repeats text stays fine
+  writeFileSync(j, '{"web_server": "a.example", "local_domains": ["a.example", "a.example"]}');
+  assert.equal(loadConfig({ file: j }).web_server, 'a.example');
+});
+
 test('CLI: an empty --config (an unset shell variable) is refused, not silently skipped', () => {
   for (const args of [['--config', ''], ['--config=']]) {
     const r = run(['explain', join(ROOT, 'fixtures/mail/reply.eml'), ...args]);
