@@ -72,18 +72,25 @@ function loosen(field: string, quotes: boolean): string {
   return (out + field.slice(from)).replace(/\\(.)/gs, '$1');
 }
 
-/** Whether a MIME field of the block, read as a parser reads it, matches `re` (or holds an encoded name when `re` is SIGNALS). */
-function mimeFields(block: string, re: RegExp): boolean {
+/**
+ * The block's Content-Type and Content-Disposition fields as a parser reads them, in one pass:
+ * `views` holds the loosened copies of the fields that have a comment or an escape (the others are
+ * matched in the raw block already), `encodedName` whether a field names a file with an encoded word.
+ */
+function fieldViews(block: string): { views: string[]; encodedName: boolean } {
+  const views: string[] = [];
+  let encodedName = false;
   MIME_FIELD.lastIndex = 0;
   for (let m = MIME_FIELD.exec(block); m; m = MIME_FIELD.exec(block)) {
     const field = m[0];
-    if (re === SIGNALS && ENCODED.test(field) && NAME.test(field)) return true;
+    if (ENCODED.test(field) && NAME.test(field)) encodedName = true;
     if (!field.includes('(') && !field.includes('\\')) continue;
     for (const v of [loosen(field, true), loosen(field, false)]) {
-      if (re.test(v) || (re === SIGNALS && ENCODED.test(v) && NAME.test(v))) return true;
+      views.push(v);
+      if (ENCODED.test(v) && NAME.test(v)) encodedName = true;
     }
   }
-  return false;
+  return { views, encodedName };
 }
 
 export function createScanner(): Scanner {
@@ -98,12 +105,17 @@ export function createScanner(): Scanner {
   /** The top header, judged in windows, named a multipart or message/ type in an earlier window. */
   let nested = false;
 
+  /** The MIME fields of the block judged last, read once for both questions below. */
+  let seen: { block: string; views: string[]; encodedName: boolean } | null = null;
+  const viewsOf = (block: string) => (seen?.block === block ? seen : (seen = { block, ...fieldViews(block) }));
   /** Matches one header block; true once the message is a candidate (nothing more to read). */
   const judge = (block: string): boolean => {
-    if (SIGNALS.test(block) || mimeFields(block, SIGNALS)) candidate = true;
+    if (SIGNALS.test(block)) return (candidate = true);
+    const v = viewsOf(block);
+    if (v.encodedName || v.views.some((x) => SIGNALS.test(x))) candidate = true;
     return candidate;
   };
-  const isNested = (block: string): boolean => nested || NESTED.test(block) || mimeFields(block, NESTED);
+  const isNested = (block: string): boolean => nested || NESTED.test(block) || viewsOf(block).views.some((x) => NESTED.test(x));
 
   return {
     push(chunk) {
