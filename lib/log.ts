@@ -47,18 +47,17 @@ export function createLogger(opts: { level?: string; out?: NodeJS.WritableStream
     const level: Level = typeof asked === 'string' && Object.hasOwn(RANK, asked) ? (asked as Level) : (LEVELS[event] ?? 'info');
     if (RANK[level] < min) return;
     const head = { ts: new Date().toISOString(), level, event };
-    // ts, level and event are ours: a field of the same name does not replace them
-    const own = (k: string) => k !== 'ts' && k !== 'level' && k !== 'event';
     let line: string;
     try {
-      const record: Record<string, unknown> = { ...head };
-      for (const [k, v] of Object.entries(fields)) if (own(k)) record[k] = v;
-      line = JSON.stringify(record, jsonSafe);
+      // ts, level and event are ours: a field of the same name does not replace them (nor move them).
+      // No replacer on this path: one per value would cost every outcome line V8's fast path.
+      line = JSON.stringify(Object.assign({ ...head, ...fields }, head));
     } catch {
-      // a cycle, a throwing getter or toJSON: each field on its own, the bad ones as text
+      // a BigInt, a cycle, a throwing getter or toJSON: each field on its own, the bad ones as text
+      const own = (k: string) => k !== 'ts' && k !== 'level' && k !== 'event';
       const record: Record<string, unknown> = { ...head };
       for (const k of Object.keys(fields)) if (own(k)) record[k] = fieldValue(fields, k);
-      line = JSON.stringify(record, jsonSafe);
+      line = JSON.stringify(record);
     }
     out.write(line + '\n');
   };
