@@ -35,6 +35,8 @@ const MIME_FIELD = /^content-(?:type|disposition)\s*:[^\n]*(?:\n[ \t][^\n]*)*/gi
 /** An RFC 2047 word anywhere in a name or filename value is decoded (lib/mime-params.ts), not only at its start. */
 const ENCODED = /=\?/;
 const NAME = /name/i;
+/** What a MIME field needs to read differently from its raw text: a comment, a quoted-pair, an encoded word. */
+const MAY_HIDE = /[(\\]|=\?/;
 /** The end of a header block: its first empty line (CRLF or bare LF), or one at the very start. */
 const BLOCK_END = /(?:^|\n)\r?\n/g;
 /** A header block longer than this is judged in windows of this size, each overlapping the last by BLOCK_OVERLAP. */
@@ -80,6 +82,8 @@ function loosen(field: string, quotes: boolean): string {
 function fieldViews(block: string): { views: string[]; encodedName: boolean } {
   const views: string[] = [];
   let encodedName = false;
+  // no comment, escape or encoded word anywhere: the raw block said all there is (one native search)
+  if (!MAY_HIDE.test(block)) return { views, encodedName };
   MIME_FIELD.lastIndex = 0;
   for (let m = MIME_FIELD.exec(block); m; m = MIME_FIELD.exec(block)) {
     const field = m[0];
