@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // Entry point: hands argv to the CLI and exits with its code (64 usage, 75 tempfail, 78 config).
+// first: it tunes the heap before the other modules allocate anything
+import '../lib/heap-tuning.js';
 import { main } from '../lib/cli.js';
 
 const command = process.argv[2];
