@@ -121,56 +121,68 @@ export function createScanner(): Scanner {
   };
   const isNested = (block: string): boolean => nested || NESTED.test(block) || viewsOf(block).views.some((x) => NESTED.test(x));
 
+  /** Judges the text in `pending` block by block; leaves in 'body' with a carry, in 'leaf', or mid-block. */
+  const judgePending = (): void => {
+    for (;;) {
+      if (state === 'body') {
+        const i = dashesInString(pending);
+        if (i < 0) {
+          pending = pending.slice(-3);
+          return;
+        }
+        pending = pending.slice(i);
+        searched = 0;
+        state = 'part';
+      }
+      BLOCK_END.lastIndex = Math.max(0, searched - 2); // the empty line may have begun in the last chunk
+      const end = BLOCK_END.exec(pending);
+      if (!end) {
+        if (pending.length > BLOCK_CAP) {
+          // judged as it stands, and read on as the same block: a signal cut by the window edge
+          // is whole in the overlap kept for the next window
+          if (judge(pending)) return;
+          if (state === 'head') nested = isNested(pending);
+          pending = pending.slice(-BLOCK_OVERLAP);
+        }
+        searched = pending.length;
+        return;
+      }
+      const block = pending.slice(0, end.index);
+      if (judge(block)) return;
+      if (state === 'head' && !isNested(block)) {
+        state = 'leaf';
+        pending = '';
+        return;
+      }
+      pending = pending.slice(end.index + 1);
+      state = 'body';
+    }
+  };
+
   return {
     push(chunk) {
       bytes += chunk.length;
-      if (candidate || state === 'leaf') return;
-      if (state === 'body') {
-        // body text is searched as bytes and never made a string: most of a big message is skipped here
-        const at = lineOfDashes(pending, chunk);
-        if (at === null) {
-          pending = chunk.length >= 3 ? chunk.toString('latin1', chunk.length - 3) : (pending + chunk.toString('latin1')).slice(-3);
-          return;
-        }
-        pending = (at < 0 ? pending.slice(at) : '') + chunk.toString('latin1', Math.max(0, at));
-        searched = 0;
-        state = 'part';
-      } else {
-        pending += chunk.toString('latin1');
-      }
-      for (;;) {
+      // chunk[from..] is still to be read
+      for (let from = 0; from < chunk.length && !candidate && state !== 'leaf'; ) {
         if (state === 'body') {
-          const i = dashesInString(pending);
-          if (i < 0) {
-            pending = pending.slice(-3);
+          // body text is searched as bytes and never made a string: most of a big message is skipped here
+          const rest = from ? chunk.subarray(from) : chunk;
+          const at = lineOfDashes(pending, rest);
+          if (at === null) {
+            pending = rest.length >= 3 ? rest.toString('latin1', rest.length - 3) : (pending + rest.toString('latin1')).slice(-3);
             return;
           }
-          pending = pending.slice(i);
+          pending = at < 0 ? pending.slice(at) : '';
+          from += Math.max(0, at);
           searched = 0;
           state = 'part';
         }
-        BLOCK_END.lastIndex = Math.max(0, searched - 2); // the empty line may have begun in the last chunk
-        const end = BLOCK_END.exec(pending);
-        if (!end) {
-          if (pending.length > BLOCK_CAP) {
-            // judged as it stands, and read on as the same block: a signal cut by the window edge
-            // is whole in the overlap kept for the next window
-            if (judge(pending)) return;
-            if (state === 'head') nested = isNested(pending);
-            pending = pending.slice(-BLOCK_OVERLAP);
-          }
-          searched = pending.length;
-          return;
-        }
-        const block = pending.slice(0, end.index);
-        if (judge(block)) return;
-        if (state === 'head' && !isNested(block)) {
-          state = 'leaf';
-          pending = '';
-          return;
-        }
-        pending = pending.slice(end.index + 1);
-        state = 'body';
+        // a header block is read as text, but only up to the first place it could end in this chunk:
+        // a one-part message's body, or a part's body after its header, is never made a string
+        const cut = blockCut(chunk, from);
+        pending += chunk.toString('latin1', from, cut);
+        from = cut;
+        judgePending();
       }
     },
     result() {
@@ -193,6 +205,22 @@ function dashesInString(s: string): number {
 }
 
 const DASHES = Buffer.from('--');
+
+/**
+ * Where the text to read as a header block may stop in `chunk` (from `from` on): just past the first
+ * empty line that could end the block (after an LF in the chunk, or at its very start after the text
+ * already read), else the chunk's end. Stopping early is harmless: the rest is read on the next round.
+ */
+function blockCut(chunk: Buffer, from: number): number {
+  if (chunk[from] === 0x0a) return from + 1;
+  if (chunk[from] === 0x0d && chunk[from + 1] === 0x0a) return from + 2;
+  // line by line: a header block has a few dozen lines, a search for "\n\n" would read the whole body
+  for (let i = chunk.indexOf(0x0a, from); i >= 0; i = chunk.indexOf(0x0a, i + 1)) {
+    if (chunk[i + 1] === 0x0a) return i + 2;
+    if (chunk[i + 1] === 0x0d && chunk[i + 2] === 0x0a) return i + 3;
+  }
+  return chunk.length;
+}
 
 /**
  * Where the next line opening with "--" (or CR "--") has its "--" in `chunk`, given the last three
