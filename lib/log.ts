@@ -37,12 +37,15 @@ const LEVELS: Record<string, Level> = {
   'milter.stopping': 'warn',
 };
 
-export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
+export type LogFn = ((event: string, fields?: Record<string, unknown>) => void) & {
+  /** False when `event` at its own level would not be written: the caller may skip building its fields. */
+  wants?: (event: string) => boolean;
+};
 
 export function createLogger(opts: { level?: string; out?: NodeJS.WritableStream } = {}): LogFn {
   const min = RANK[(opts.level as Level) ?? 'info'] ?? RANK.info;
   const out = opts.out ?? process.stdout;
-  return (event, fields = {}) => {
+  const log: LogFn = (event, fields = {}) => {
     const asked = fields.level;
     const level: Level = typeof asked === 'string' && Object.hasOwn(RANK, asked) ? (asked as Level) : (LEVELS[event] ?? 'info');
     if (RANK[level] < min) return;
@@ -61,6 +64,8 @@ export function createLogger(opts: { level?: string; out?: NodeJS.WritableStream
     }
     out.write(line + '\n');
   };
+  log.wants = (event) => RANK[LEVELS[event] ?? 'info'] >= min;
+  return log;
 }
 
 /** JSON has no BigInt: written as its decimal text. */

@@ -66,7 +66,9 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
     const out = config.lmtp ? perRecipient : [combineForSmtp(perRecipient)];
     const accepted = perRecipient.filter((r) => r.code < 300).length;
     const event = accepted === perRecipient.length ? 'message.relayed' : accepted === 0 && out.every((r) => r.code >= 500) ? 'message.rejected' : 'message.deferred';
-    log(event, {
+    // the outcome line's fields are only built when it is written (with log_level warn a relayed
+    // message writes nothing, and building them cost more than the rest of this function)
+    if (log.wants?.(event) !== false) log(event, {
       id: tx.id,
       queue_id: tx.xforward.IDENT,
       client: tx.xforward.ADDR ?? tx.client,
@@ -89,7 +91,7 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
     deps.observe?.(event, { kind: plan.classification?.kind ?? 'none', groups: groups.length, footers: plan.groups.filter((g) => g.url).length, dry_run: config.dry_run, ms: Date.now() - started });
     return out;
   } finally {
-    await disposePlan(plan);
+    if (plan.groups.some((g) => g.body)) await disposePlan(plan);
   }
 }
 
@@ -103,6 +105,7 @@ export async function disposePlan(plan: DeliveryPlan): Promise<void> {
  * recipient's own address says nothing and does not split a group.
  */
 export function splitByDsn(recipients: Recipient[]): Recipient[][] {
+  if (recipients.every((r) => !r.notify && !r.orcpt)) return [recipients];
   const groups = new Map<string, Recipient[]>();
   for (const r of recipients) {
     const orcpt = r.orcpt && r.orcpt.toLowerCase() !== `rfc822;${r.address.toLowerCase()}` ? r.orcpt : '';

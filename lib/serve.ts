@@ -69,6 +69,7 @@ export async function startServe(config: Config, log: LogFn): Promise<Served> {
     maxAgeMs: config.next_hop_reuse_time * 1000,
     maxIdle: config.max_connections,
   });
+  const deps = { config, log, hooks: app.hooks, hop: sessions, observe: metrics?.observe };
   const started = await startListener(
     {
       host,
@@ -82,7 +83,7 @@ export async function startServe(config: Config, log: LogFn): Promise<Served> {
       spool: { memoryLimit: config.spool_memory_limit, dir: config.spool_dir || undefined },
       shutdownTimeoutMs: config.shutdown_timeout * 1000,
     },
-    (tx) => handleTransaction({ config, log, hooks: app.hooks, hop: sessions, observe: metrics?.observe }, tx),
+    (tx) => handleTransaction(deps, tx),
     listenerLog,
   );
   // after the last transaction, the cached next-hop sessions say QUIT

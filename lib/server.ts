@@ -149,7 +149,7 @@ export async function startListener(opts: ListenerOptions, onMessage: OnMessage,
                 envelope,
                 spool: reader,
                 scan: scanner.result(),
-                xforward: Object.fromEntries([...session.xForward.entries()].filter(([k]) => !k.includes(':')).map(([k, v]) => [String(k).toUpperCase(), String(v)])),
+                xforward: session.xForward.size ? Object.fromEntries([...session.xForward.entries()].filter(([k]) => !k.includes(':')).map(([k, v]) => [String(k).toUpperCase(), String(v)])) : {},
                 client: session.remoteAddress,
                 signal: ctl,
               });

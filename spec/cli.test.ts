@@ -269,3 +269,16 @@ test('log: the listener failing (smtp.error) is an error, written also at log_le
     assert.equal((JSON.parse(chunks[0]!) as { level: string }).level, 'error');
   });
 });
+
+test('log: wants(event) says exactly whether log(event) writes a line, at every level', async () => {
+  const { createLogger } = await import('../lib/log.js');
+  const { Writable } = await import('node:stream');
+  for (const level of ['debug', 'info', 'warn', 'error']) {
+    for (const event of ['message.relayed', 'message.deferred', 'message.rejected', 'smtp.connect', 'smtp.error', 'an.unlisted.event']) {
+      const chunks: string[] = [];
+      const log = createLogger({ level, out: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } }) });
+      log(event, { id: 'x' });
+      assert.equal(log.wants?.(event), chunks.length === 1, `${event} at log_level=${level}`);
+    }
+  }
+});
