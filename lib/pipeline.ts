@@ -67,7 +67,7 @@ export async function handleTransaction(deps: PipelineDeps, tx: Transaction): Pr
     const accepted = perRecipient.filter((r) => r.code < 300).length;
     const event = accepted === perRecipient.length ? 'message.relayed' : accepted === 0 && out.every((r) => r.code >= 500) ? 'message.rejected' : 'message.deferred';
     // the outcome line's fields are only built when it is written (with log_level warn a relayed
-    // message writes nothing, and building them cost more than the rest of this function)
+    // message writes nothing: eighteen fields, two arrays and two strings per message for nothing)
     if (log.wants?.(event) !== false) log(event, {
       id: tx.id,
       queue_id: tx.xforward.IDENT,
