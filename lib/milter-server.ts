@@ -110,8 +110,17 @@ async function listen(config: Config, settings: MilterSettings, app: FilterApp, 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const ready = () => { server.off('error', reject); resolve(); };
-    if (where.kind === 'unix') server.listen(where.path, ready);
-    else server.listen(where.port, where.host, ready);
+    if (where.kind === 'unix') {
+      // made with the configured mode, not the process umask's: with a chmod afterwards alone, any
+      // local user could connect in between. listen() binds synchronously, so the umask is ours only
+      // for that call; the chmod below still sets the exact mode.
+      const umask = process.umask(~settings.socketMode & 0o777);
+      try {
+        server.listen(where.path, ready);
+      } finally {
+        process.umask(umask);
+      }
+    } else server.listen(where.port, where.host, ready);
   });
   if (where.kind === 'unix') await chmod(where.path, settings.socketMode);
   const addr = server.address();

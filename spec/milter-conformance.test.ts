@@ -509,6 +509,41 @@ test('listening: a Unix socket works (mode 0660, removed on close); a non-loopba
   await sm.close();
 });
 
+test('a Unix socket never exists with a wider mode than milter_socket_mode, whatever the umask (no window before a chmod)', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const dir = await mkdtemp(join(tmpdir(), 'calfilter-milter-umask-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'milter.sock');
+  // another process (the other core) watches the path in a tight loop and reports every mode it
+  // saw the socket with, from the moment it appears until 300 ms later
+  const watcher = spawn(process.execPath, ['-e', `
+    const { lstatSync } = require('node:fs');
+    const seen = new Set(); let first = 0;
+    process.stdout.write('ready\\n');
+    for (;;) {
+      try { seen.add(lstatSync(process.argv[1]).mode & 0o777); first ||= Date.now(); } catch {}
+      if (first && Date.now() - first > 300) break;
+    }
+    process.stdout.write(JSON.stringify([...seen]) + '\\n');
+  `, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => watcher.kill());
+  let out = '';
+  watcher.stdout.on('data', (c: Buffer) => (out += String(c)));
+  await new Promise<void>((resolve) => watcher.stdout.on('data', () => out.startsWith('ready') && resolve()));
+  const before = process.umask(0); // the widest umask there is: a socket made under it is 0777
+  let m: InProcMilter;
+  try {
+    m = await startInProcMilter({ milter_listen: `unix:${path}`, milter_socket_mode: '0600' });
+  } finally {
+    assert.equal(process.umask(before), 0, 'the filter put the process umask back');
+  }
+  t.after(() => m.close());
+  await new Promise((resolve) => watcher.once('exit', resolve));
+  const seen = JSON.parse(out.split('\n')[1] ?? '[]') as number[];
+  assert.ok(seen.length > 0, `the socket was seen as it was created (${out})`);
+  assert.deepEqual(seen, [0o600], `modes seen: ${seen.map((x) => x.toString(8)).join(', ')}`);
+});
+
 test('a header after end of headers or after a body chunk (out of order): 451 for the message, never a header deletion', async (t) => {
   const m = await milter(t);
   const conn = await mta(t, m);
