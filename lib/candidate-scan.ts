@@ -166,10 +166,9 @@ export function createScanner(): Scanner {
       for (let from = 0; from < chunk.length && !candidate && state !== 'leaf'; ) {
         if (state === 'body') {
           // body text is searched as bytes and never made a string: most of a big message is skipped here
-          const rest = from ? chunk.subarray(from) : chunk;
-          const at = lineOfDashes(pending, rest);
+          const at = lineOfDashes(pending, chunk, from);
           if (at === null) {
-            pending = rest.length >= 3 ? rest.toString('latin1', rest.length - 3) : (pending + rest.toString('latin1')).slice(-3);
+            pending = chunk.length - from >= 3 ? chunk.toString('latin1', chunk.length - 3) : (pending + chunk.toString('latin1', from)).slice(-3);
             return;
           }
           pending = at < 0 ? pending.slice(at) : '';
@@ -223,18 +222,18 @@ function blockCut(chunk: Buffer, from: number): number {
 }
 
 /**
- * Where the next line opening with "--" (or CR "--") has its "--" in `chunk`, given the last three
- * characters before it (`carry`); negative when its first "-" is the carry's last character; null
- * when there is none.
+ * Where the next line opening with "--" (or CR "--") has its "--" in `chunk` from `from` on, counted
+ * from `from`, given the last three characters before `from` (`carry`); negative when its first "-" is
+ * the carry's last character; null when there is none.
  */
-function lineOfDashes(carry: string, chunk: Buffer): number | null {
+function lineOfDashes(carry: string, chunk: Buffer, from = 0): number | null {
   if (carry) {
-    // a "--" starting at chunk index 0 or 1 is judged by what the carry holds
-    const j = dashesInString(carry + chunk.toString('latin1', 0, 3));
+    // a "--" starting at `from` or the byte after is judged by what the carry holds
+    const j = dashesInString(carry + chunk.toString('latin1', from, from + 3));
     if (j >= 0 && j < carry.length + 2) return j - carry.length;
   }
-  for (let i = chunk.indexOf(DASHES, carry ? 2 : 1); i >= 0; i = chunk.indexOf(DASHES, i + 1)) {
-    if (opensLine(chunk[i - 1]!, i >= 2 ? chunk[i - 2]! : -1)) return i;
+  for (let i = chunk.indexOf(DASHES, from + (carry ? 2 : 1)); i >= 0; i = chunk.indexOf(DASHES, i + 1)) {
+    if (opensLine(chunk[i - 1]!, i - 2 >= from ? chunk[i - 2]! : -1)) return i - from;
   }
   return null;
 }
